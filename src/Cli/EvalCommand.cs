@@ -1,0 +1,57 @@
+using System.Text;
+using System.Text.Json;
+using CommandLine;
+using PrunerZero.Runtime;
+
+namespace PrunerZero.Cli;
+
+[Verb("eval", HelpText = "WikiText-2 perplexity and bits per byte of a checkpoint (Wanda / SparseGPT / Pruner-Zero protocol).")]
+public sealed class EvalOptions
+{
+    [Option("model", HelpText = "Checkpoint folder in Hugging Face layout (default: the embedded model).")]
+    public string? Model { get; set; }
+
+    [Option("dataset", HelpText = "wikitext2 (the shipped test split), a wiki.*.raw file, or a wikitext parquet file.")]
+    public string? Dataset { get; set; }
+
+    [Option("seqlen", HelpText = "Window length (default: max_position_embeddings, capped at 4096).")]
+    public int? Seqlen { get; set; }
+
+    [Option("windows", HelpText = "Evaluate only the first K windows.")]
+    public int? Windows { get; set; }
+
+    [Option("json", HelpText = "Print one JSON object on stdout.")]
+    public bool Json { get; set; }
+}
+
+public static class EvalCommand
+{
+    public static int Run(EvalOptions o)
+    {
+        string modelDir = Defaults.Model(o.Model);
+        string dataPath = Defaults.Dataset(o.Dataset);
+        var progress = new ProgressLine();
+
+        var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
+        var tokenizer = TextTokenizer.Load(modelDir, config);
+        var (tokens, bytes) = Corpus.Tokenize(dataPath, tokenizer, progress);
+        int seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
+        Perplexity.WindowCount(tokens.Length, seqlen, dataPath);   // refuse before loading weights
+        Console.Error.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} of float32 weights + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, seqlen))} for one window's activations");
+
+        using var model = Checkpoint.Load(modelDir, progress);
+        var r = Perplexity.Evaluate(model, modelDir, tokens, bytes, Path.GetFileName(dataPath), seqlen, o.Windows, progress);
+        progress.Done();
+        if (o.Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                model = r.Model, dataset = r.Dataset, seqlen = r.Seqlen, windows = r.Windows, tokens = r.Tokens,
+                perplexity = r.Perplexity, bits_per_byte = r.BitsPerByte, mean_nll = r.MeanNll,
+                text_tokens = r.TextTokens, text_bytes = r.TextBytes, seconds = r.Seconds,
+            }));
+        }
+        else Console.WriteLine(r.Describe());
+        return 0;
+    }
+}

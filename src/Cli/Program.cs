@@ -1,0 +1,30 @@
+using CommandLine;
+using PrunerZero.Runtime;
+
+namespace PrunerZero.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
+        try
+        {
+            return parser.ParseArguments<EvalOptions>(args).MapResult(
+                (EvalOptions o) => EvalCommand.Run(o),
+                _ => 2);
+        }
+        catch (PrunerZeroException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e)
+        {
+            // Not the user's fault: say what broke in one line; the stack trace only on request.
+            Console.Error.WriteLine($"error: internal failure: {e.GetType().Name}: {e.Message} (set PZ_DEBUG=1 for the stack trace)");
+            if (Environment.GetEnvironmentVariable("PZ_DEBUG") == "1") Console.Error.WriteLine(e);
+            return 3;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PrunerZero.Runtime;
+
+/// <summary>
+/// Hugging Face checkpoint folders: config.json, model.safetensors or a sharded
+/// model.safetensors.index.json, tokenizer files. Loading checks every name and shape against the config.
+/// </summary>
+public static class Checkpoint
+{
+    public static void RequireDirectory(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new PrunerZeroException($"model directory not found: {dir}");
+    }
+
+    public static string RequireDirectoryAnd(string dir)
+    {
+        RequireDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>The safetensors entries of a checkpoint folder, from the single file or the shard index.</summary>
+    public static List<(SafeTensorEntry Entry, long DataStart)> Entries(string dir)
+    {
+        RequireDirectory(dir);
+        string single = Path.Combine(dir, "model.safetensors");
+        string index = Path.Combine(dir, "model.safetensors.index.json");
+        var files = new List<string>();
+        if (File.Exists(single)) files.Add(single);
+        else if (File.Exists(index))
+        {
+            JsonObject? map;
+            try { map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject; }
+            catch (JsonException e) { throw new PrunerZeroException($"{index}: not valid JSON ({e.Message})"); }
+            if (map is null) throw new PrunerZeroException($"{index}: no weight_map");
+            files.AddRange(map.Select(kv => Path.Combine(dir, kv.Value!.GetValue<string>())).Distinct());
+        }
+        else
+        {
+            string hint = Directory.EnumerateFiles(dir, "*.bin").Any() ? " (PyTorch .bin checkpoints are not read: convert to safetensors)" : "";
+            throw new PrunerZeroException($"{dir}: no model.safetensors or model.safetensors.index.json{hint}");
+        }
+        var all = new List<(SafeTensorEntry, long)>();
+        foreach (var f in files)
+        {
+            var (entries, start) = SafeTensors.ReadHeader(f);
+            all.AddRange(entries.Select(e => (e, start)));
+        }
+        return all;
+    }
+
+    /// <summary>Loads config and weights (converted to float32) and checks every shape against the config.</summary>
+    public static LlamaModel Load(string dir, IProgress<string>? progress = null)
+    {
+        RequireDirectory(dir);
+        var cfg = LlamaConfig.Load(Path.Combine(dir, "config.json"));
+        var entries = Entries(dir).ToDictionary(e => e.Entry.Name);
+        long c = cfg.HiddenSize, f = cfg.IntermediateSize, hd = cfg.NumHeads * cfg.HeadDim, kvd = cfg.NumKvHeads * cfg.HeadDim, v = cfg.VocabSize;
+
+        var used = new HashSet<string>();
+        Tensor Get(string name, params long[] shape)
+        {
+            if (!entries.TryGetValue(name, out var e)) throw new PrunerZeroException($"{dir}: tensor '{name}' is missing");
+            if (!e.Entry.Shape.SequenceEqual(shape))
+                throw new PrunerZeroException($"{dir}: tensor '{name}' has shape [{string.Join(", ", e.Entry.Shape)}] but config.json implies [{string.Join(", ", shape)}]");
+            if (e.Entry.DType is not ("F32" or "F16" or "BF16"))
+                throw new PrunerZeroException($"{dir}: tensor '{name}' has dtype {e.Entry.DType}; weights must be F32, F16 or BF16");
+            used.Add(name);
+            using var raw = SafeTensors.Read(e.Entry, e.DataStart);
+            return raw.to(ScalarType.Float32).contiguous().DetachFromDisposeScope();
+        }
+
+        var embed = Get("model.embed_tokens.weight", v, c);
+        var blocks = new List<LlamaBlock>();
+        for (int i = 0; i < cfg.NumLayers; i++)
+        {
+            progress?.Report($"loading block {i + 1}/{cfg.NumLayers}");
+            string p = $"model.layers.{i}.";
+            blocks.Add(new LlamaBlock
+            {
+                InputNorm = Get(p + "input_layernorm.weight", c),
+                Q = Get(p + "self_attn.q_proj.weight", hd, c),
+                K = Get(p + "self_attn.k_proj.weight", kvd, c),
+                V = Get(p + "self_attn.v_proj.weight", kvd, c),
+                O = Get(p + "self_attn.o_proj.weight", c, hd),
+                PostNorm = Get(p + "post_attention_layernorm.weight", c),
+                Gate = Get(p + "mlp.gate_proj.weight", f, c),
+                Up = Get(p + "mlp.up_proj.weight", f, c),
+                Down = Get(p + "mlp.down_proj.weight", c, f),
+            });
+        }
+        var norm = Get("model.norm.weight", c);
+        Tensor? head = null;
+        if (!cfg.TieWordEmbeddings) head = Get("lm_head.weight", v, c);
+        else if (entries.ContainsKey("lm_head.weight")) used.Add("lm_head.weight"); // HF ties it to the embedding anyway
+
+        // Anything else would be ignored math (biases, extra layers): refuse. Rotary caches are derived data.
+        var extra = entries.Keys.Where(k => !used.Contains(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+        if (extra.Count > 0)
+            throw new PrunerZeroException($"{dir}: unexpected tensors that this LLaMA implementation would ignore: {string.Join(", ", extra.Take(5))}{(extra.Count > 5 ? ", ..." : "")}");
+        return new LlamaModel(cfg, embed, blocks, norm, head);
+    }
+
+    /// <summary>
+    /// Saves the model in Hugging Face layout in the given dtype: config.json, model.safetensors, and the
+    /// tokenizer and generation files copied from <paramref name="sourceDir"/>.
+    /// </summary>
+    public static void Save(LlamaModel model, string outDir, string? sourceDir, ScalarType dtype, IDictionary<string, string>? metadata = null)
+    {
+        Directory.CreateDirectory(outDir);
+        var cfgJson = model.Config.ToJson();
+        if (sourceDir != null && File.Exists(Path.Combine(sourceDir, "config.json")))
+        {
+            // Keep every key of the source config (HF reads more than we model), with dtype updated.
+            cfgJson = JsonNode.Parse(File.ReadAllText(Path.Combine(sourceDir, "config.json"))) as JsonObject ?? cfgJson;
+        }
+        cfgJson["torch_dtype"] = dtype switch
+        {
+            ScalarType.Float16 => "float16",
+            ScalarType.BFloat16 => "bfloat16",
+            _ => "float32",
+        };
+        File.WriteAllText(Path.Combine(outDir, "config.json"), cfgJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+        var tensors = new List<(string, Tensor)>();
+        try
+        {
+            foreach (var (name, t) in model.NamedTensors()) tensors.Add((name, t.detach().to(dtype).contiguous()));
+            SafeTensors.Write(Path.Combine(outDir, "model.safetensors"), tensors, metadata);
+        }
+        finally
+        {
+            foreach (var (_, t) in tensors) t.Dispose();
+        }
+        if (sourceDir != null && Path.GetFullPath(sourceDir) != Path.GetFullPath(outDir))
+        {
+            foreach (var name in TextTokenizer.Files.Append("generation_config.json"))
+            {
+                string src = Path.Combine(sourceDir, name);
+                if (File.Exists(src)) File.Copy(src, Path.Combine(outDir, name), overwrite: true);
+            }
+        }
+    }
+}

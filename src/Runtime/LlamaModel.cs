@@ -1,0 +1,208 @@
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PrunerZero.Runtime;
+
+// Dimension letters: T tokens, C hidden, F intermediate, H heads, KV key/value heads, D head dim, V vocab.
+
+/// <summary>The seven prunable linear layers of a block, in Hugging Face's names.</summary>
+public enum LinearKind { Q, K, V, O, Gate, Up, Down }
+
+public static class LinearKinds
+{
+    public static readonly LinearKind[] All = Enum.GetValues<LinearKind>();
+
+    public static string HfName(this LinearKind k) => k switch
+    {
+        LinearKind.Q => "self_attn.q_proj",
+        LinearKind.K => "self_attn.k_proj",
+        LinearKind.V => "self_attn.v_proj",
+        LinearKind.O => "self_attn.o_proj",
+        LinearKind.Gate => "mlp.gate_proj",
+        LinearKind.Up => "mlp.up_proj",
+        LinearKind.Down => "mlp.down_proj",
+        _ => throw new ArgumentOutOfRangeException(nameof(k)),
+    };
+}
+
+/// <summary>One decoder block's weights, float32, [out, in] as nn.Linear stores them.</summary>
+public sealed class LlamaBlock : IDisposable
+{
+    public required Tensor InputNorm;   // (C)
+    public required Tensor Q;           // (H*D, C)
+    public required Tensor K;           // (KV*D, C)
+    public required Tensor V;           // (KV*D, C)
+    public required Tensor O;           // (C, H*D)
+    public required Tensor PostNorm;    // (C)
+    public required Tensor Gate;        // (F, C)
+    public required Tensor Up;          // (F, C)
+    public required Tensor Down;        // (C, F)
+
+    public Tensor this[LinearKind k] => k switch
+    {
+        LinearKind.Q => Q, LinearKind.K => K, LinearKind.V => V, LinearKind.O => O,
+        LinearKind.Gate => Gate, LinearKind.Up => Up, LinearKind.Down => Down,
+        _ => throw new ArgumentOutOfRangeException(nameof(k)),
+    };
+
+    public IEnumerable<Tensor> All => [InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down];
+
+    public void Dispose() { foreach (var t in All) t.Dispose(); }
+}
+
+/// <summary>
+/// A LLaMA-family decoder (Hugging Face LlamaForCausalLM math): RMSNorm, rotate-half RoPE, grouped-query
+/// attention, SwiGLU, tied or untied head. Weights are held once, in float32, as plain tensors so the
+/// pruning engine can score and mask them in place and autograd can reach them.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    public LlamaConfig Config { get; }
+    public Tensor Embed { get; }            // (V, C)
+    public List<LlamaBlock> Blocks { get; }
+    public Tensor Norm { get; }             // (C)
+    public Tensor LmHead { get; }           // (V, C); the same tensor as Embed when tied
+
+    public LlamaModel(LlamaConfig config, Tensor embed, List<LlamaBlock> blocks, Tensor norm, Tensor? lmHead)
+    {
+        Config = config;
+        Embed = embed;
+        Blocks = blocks;
+        Norm = norm;
+        LmHead = config.TieWordEmbeddings ? embed : lmHead ?? throw new PrunerZeroException("untied model without lm_head.weight");
+    }
+
+    /// <summary>Every tensor in Hugging Face naming (lm_head omitted when tied, as HF saves it).</summary>
+    public IEnumerable<(string Name, Tensor Tensor)> NamedTensors()
+    {
+        yield return ("model.embed_tokens.weight", Embed);
+        for (int i = 0; i < Blocks.Count; i++)
+        {
+            var b = Blocks[i];
+            string p = $"model.layers.{i}.";
+            yield return (p + "input_layernorm.weight", b.InputNorm);
+            foreach (var k in LinearKinds.All) yield return (p + k.HfName() + ".weight", b[k]);
+            yield return (p + "post_attention_layernorm.weight", b.PostNorm);
+        }
+        yield return ("model.norm.weight", Norm);
+        if (!Config.TieWordEmbeddings) yield return ("lm_head.weight", LmHead);
+    }
+
+    public void Dispose()
+    {
+        Embed.Dispose();
+        foreach (var b in Blocks) b.Dispose();
+        Norm.Dispose();
+        if (!Config.TieWordEmbeddings) LmHead.Dispose();
+    }
+
+    // ---- forward ------------------------------------------------------------------------------
+
+    /// <summary>HF LlamaRMSNorm: in float32, x * rsqrt(mean(x²) + eps), then times the weight.</summary>
+    public Tensor RmsNorm(Tensor x, Tensor w)
+    {
+        var variance = x.pow(2).mean([-1], keepdim: true);
+        return w * (x * rsqrt(variance + Config.RmsNormEps));
+    }
+
+    /// <summary>cos and sin of the rotary embedding for positions 0..T-1, each (T, D), computed once per forward.</summary>
+    public (Tensor Cos, Tensor Sin) Rope(long t)
+    {
+        int d = Config.HeadDim;
+        // HF: inv_freq = 1 / theta^(arange(0, D, 2) / D), computed in float32 from int64 arange.
+        var invFreq = 1.0f / pow(Config.RopeTheta, arange(0, d, 2, ScalarType.Int64).to(ScalarType.Float32) / d);
+        var pos = arange(t, ScalarType.Int64).to(ScalarType.Float32);
+        var freqs = outer(pos, invFreq.to(ScalarType.Float32));
+        var emb = cat([freqs, freqs], -1);
+        return (emb.cos(), emb.sin());
+    }
+
+    static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.shape[^1] / 2;
+        return cat([-x[.., .., .., (int)half..], x[.., .., .., ..(int)half]], -1);
+    }
+
+    /// <summary>
+    /// One decoder block on h (B, T, C). <paramref name="onLinearInput"/>, when given, sees the input of each
+    /// prunable linear layer (Q, K and V share one; Gate and Up share one) before it is applied.
+    /// </summary>
+    public Tensor BlockForward(int layer, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null)
+    {
+        var b = Blocks[layer];
+        long bsz = h.shape[0], t = h.shape[1];
+        int nh = Config.NumHeads, nkv = Config.NumKvHeads, d = Config.HeadDim;
+
+        var x = RmsNorm(h, b.InputNorm);
+        if (onLinearInput != null) { onLinearInput(LinearKind.Q, x); onLinearInput(LinearKind.K, x); onLinearInput(LinearKind.V, x); }
+        var q = nn.functional.linear(x, b.Q).view(bsz, t, nh, d).transpose(1, 2);    // (B, H, T, D)
+        var k = nn.functional.linear(x, b.K).view(bsz, t, nkv, d).transpose(1, 2);   // (B, KV, T, D)
+        var v = nn.functional.linear(x, b.V).view(bsz, t, nkv, d).transpose(1, 2);
+        q = q * cos + RotateHalf(q) * sin;
+        k = k * cos + RotateHalf(k) * sin;
+        if (nh != nkv)
+        {
+            // HF repeat_kv: each key/value head serves H/KV consecutive query heads.
+            k = k.repeat_interleave(nh / nkv, 1);
+            v = v.repeat_interleave(nh / nkv, 1);
+        }
+        var attn = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
+        attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
+        onLinearInput?.Invoke(LinearKind.O, attn);
+        h = h + nn.functional.linear(attn, b.O);
+
+        x = RmsNorm(h, b.PostNorm);
+        if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
+        var act = nn.functional.silu(nn.functional.linear(x, b.Gate)) * nn.functional.linear(x, b.Up);
+        onLinearInput?.Invoke(LinearKind.Down, act);
+        return h + nn.functional.linear(act, b.Down);
+    }
+
+    /// <summary>Token embeddings for ids (B, T).</summary>
+    public Tensor EmbedTokens(Tensor ids) => Embed.index_select(0, ids.reshape(-1)).view(ids.shape[0], ids.shape[1], -1);
+
+    /// <summary>Final norm and head: logits (B, T, V).</summary>
+    public Tensor Logits(Tensor h) => nn.functional.linear(RmsNorm(h, Norm), LmHead);
+
+    /// <summary>Full forward: logits (B, T, V) for ids (B, T).</summary>
+    public Tensor Forward(Tensor ids)
+    {
+        CheckSequence(ids.shape[1]);
+        var (cos, sin) = Rope(ids.shape[1]);
+        var h = EmbedTokens(ids);
+        for (int i = 0; i < Blocks.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            h = BlockForward(i, h, cos, sin).MoveToOuterDisposeScope();
+        }
+        return Logits(h);
+    }
+
+    /// <summary>Sum of next-token negative log-likelihoods (nats) of ids (B, T), and the count of predictions.</summary>
+    public (double SumNll, long Count) NextTokenNll(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var logits = Forward(ids);
+        long v = logits.shape[^1];
+        var pred = logits[.., ..^1, ..].reshape(-1, v);
+        var target = ids[.., 1..].reshape(-1);
+        var nll = nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.Sum);
+        return (nll.to(ScalarType.Float64).item<double>(), target.shape[0]);
+    }
+
+    public void CheckSequence(long t)
+    {
+        if (Config.SlidingWindow is int w && t > w)
+            throw new PrunerZeroException($"sequence length {t} exceeds the model's sliding_window {w}; sliding-window attention is not implemented (use --seqlen {w} or less)");
+    }
+
+    /// <summary>Bytes of the float32 weights held in memory.</summary>
+    public long WeightBytes => Config.ParameterCount * 4;
+
+    /// <summary>A rough upper bound on one window's activations during a forward pass, in bytes.</summary>
+    public static long ActivationBytes(LlamaConfig c, long seqlen) =>
+        4 * seqlen * (3L * c.VocabSize + 4L * c.IntermediateSize + 8L * c.HiddenSize + 2L * c.NumHeads * seqlen);
+
+    public static string Gib(long bytes) => $"{bytes / (1024.0 * 1024 * 1024):0.00} GiB";
+}

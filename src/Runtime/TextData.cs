@@ -1,0 +1,115 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using Parquet;
+
+namespace PrunerZero.Runtime;
+
+/// <summary>
+/// Evaluation and calibration text. WikiText-2 rows are produced exactly as Hugging Face's
+/// wikitext-2-raw-v1 gives them (each non-blank line with its newline, a blank line as an empty row), from
+/// the raw files or from the HF parquet files, and joined with "\n\n" as Wanda, SparseGPT and Pruner-Zero do.
+/// </summary>
+public static class TextData
+{
+    /// <summary>The rows of a wikitext split, from `wiki.*.raw` or a parquet file with a `text` column.</summary>
+    public static List<string> WikiTextRows(string path)
+    {
+        if (!File.Exists(path)) throw new PrunerZeroException($"dataset file not found: {path}");
+        var rows = path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase) ? ParquetText(path) : RawRows(path);
+        if (rows.All(r => r.Length == 0)) throw new PrunerZeroException($"{path}: the dataset is empty");
+        return rows;
+    }
+
+    /// <summary>HF's wikitext builder: `for row in f: yield row if row.strip() else ""` (row keeps its "\n").</summary>
+    static List<string> RawRows(string path)
+    {
+        string all = File.ReadAllText(path, Encoding.UTF8);
+        var rows = new List<string>();
+        int start = 0;
+        while (start < all.Length)
+        {
+            int nl = all.IndexOf('\n', start);
+            int end = nl < 0 ? all.Length : nl + 1;
+            string row = all[start..end];
+            rows.Add(string.IsNullOrWhiteSpace(row) ? "" : row);
+            start = end;
+        }
+        return rows;
+    }
+
+    static List<string> ParquetText(string path)
+    {
+        try { return ParquetTextAsync(path).GetAwaiter().GetResult(); }
+        catch (Exception e) when (e is not PrunerZeroException)
+        {
+            throw new PrunerZeroException($"{path}: cannot read parquet ({e.Message})");
+        }
+    }
+
+    static async Task<List<string>> ParquetTextAsync(string path)
+    {
+        await using var stream = File.OpenRead(path);
+        await using var reader = await ParquetReader.CreateAsync(stream);
+        var field = reader.Schema.DataFields.FirstOrDefault(f => f.Name == "text")
+            ?? throw new PrunerZeroException($"{path}: parquet file has no 'text' column");
+        var rows = new List<string>();
+        for (int g = 0; g < reader.RowGroupCount; g++)
+        {
+            using var rg = reader.OpenRowGroupReader(g);
+            var values = new string[rg.RowCount];
+            await rg.ReadAsync(field, values.AsMemory(), null, default);
+            rows.AddRange(values.Select(v => v ?? ""));
+        }
+        return rows;
+    }
+
+    /// <summary>The evaluation text: rows joined with "\n\n".</summary>
+    public static string JoinRows(IEnumerable<string> rows) => string.Join("\n\n", rows);
+
+    /// <summary>
+    /// Calibration documents: C4-style json / jsonl (optionally .gz) with a `text` field, one document per
+    /// line (or a JSON array of objects); any other file is one plain-text document.
+    /// </summary>
+    public static List<string> CalibrationDocuments(string path)
+    {
+        if (!File.Exists(path)) throw new PrunerZeroException($"calibration file not found: {path}");
+        string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
+        using var raw = File.OpenRead(path);
+        using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(raw, CompressionMode.Decompress) : raw;
+        using var reader = new StreamReader(s, Encoding.UTF8);
+        var docs = new List<string>();
+        if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            string content = reader.ReadToEnd();
+            try
+            {
+                if (content.TrimStart().StartsWith('['))
+                {
+                    using var doc = JsonDocument.Parse(content);
+                    foreach (var e in doc.RootElement.EnumerateArray()) docs.Add(TextField(e, path));
+                }
+                else
+                {
+                    int lineNo = 0;
+                    foreach (var line in content.Split('\n'))
+                    {
+                        lineNo++;
+                        if (line.Trim().Length == 0) continue;
+                        using var doc = JsonDocument.Parse(line);
+                        docs.Add(TextField(doc.RootElement, $"{path}:{lineNo}"));
+                    }
+                }
+            }
+            catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON lines ({e.Message})"); }
+        }
+        else docs.Add(reader.ReadToEnd());
+        if (docs.All(d => d.Length == 0)) throw new PrunerZeroException($"{path}: the calibration data is empty");
+        return docs;
+    }
+
+    static string TextField(JsonElement e, string where) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String
+            ? t.GetString()!
+            : throw new PrunerZeroException($"{where}: record has no string 'text' field");
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using PrunerZero.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PrunerZero.Runtime.Tests;
+
+/// <summary>Tiny random-weight LLaMA checkpoints in Hugging Face layout, written by the tests themselves.</summary>
+public static class TestCheckpoints
+{
+    public static string TempDir(string tag)
+    {
+        string d = Path.Combine(Path.GetTempPath(), "pz-tests", $"{tag}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(d);
+        return d;
+    }
+
+    public static JsonObject Config(bool tied = false, string dtype = "float32", int vocab = 300, int kvHeads = 2) => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"),
+        ["model_type"] = "llama",
+        ["hidden_size"] = 32,
+        ["intermediate_size"] = 48,
+        ["num_hidden_layers"] = 2,
+        ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = kvHeads,
+        ["hidden_act"] = "silu",
+        ["rms_norm_eps"] = 1e-5,
+        ["rope_theta"] = 10000.0,
+        ["max_position_embeddings"] = 64,
+        ["vocab_size"] = vocab,
+        ["tie_word_embeddings"] = tied,
+        ["torch_dtype"] = dtype,
+        ["bos_token_id"] = 256,
+        ["eos_token_id"] = 257,
+    };
+
+    /// <summary>Writes config.json, model.safetensors (in the config's dtype) and a byte-level tokenizer.json.</summary>
+    public static string Write(JsonObject config, int seed = 1, string? dir = null, float scale = 0.2f)
+    {
+        dir ??= TempDir("ckpt");
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        var cfg = LlamaConfig.FromJson(config);
+        var gen = new Generator((ulong)seed);
+        var dtype = SafeTensors.ScalarTypeOf(cfg.TorchDtype);
+        long c = cfg.HiddenSize, f = cfg.IntermediateSize, hd = cfg.NumHeads * cfg.HeadDim, kvd = cfg.NumKvHeads * cfg.HeadDim;
+        var tensors = new List<(string, Tensor)>();
+        void Add(string name, params long[] shape) => tensors.Add((name, (randn(shape, generator: gen) * scale).to(dtype)));
+        void AddNorm(string name) => tensors.Add((name, (1 + 0.1 * randn([c], generator: gen)).to(dtype)));
+        Add("model.embed_tokens.weight", cfg.VocabSize, c);
+        for (int i = 0; i < cfg.NumLayers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            AddNorm(p + "input_layernorm.weight");
+            Add(p + "self_attn.q_proj.weight", hd, c);
+            Add(p + "self_attn.k_proj.weight", kvd, c);
+            Add(p + "self_attn.v_proj.weight", kvd, c);
+            Add(p + "self_attn.o_proj.weight", c, hd);
+            AddNorm(p + "post_attention_layernorm.weight");
+            Add(p + "mlp.gate_proj.weight", f, c);
+            Add(p + "mlp.up_proj.weight", f, c);
+            Add(p + "mlp.down_proj.weight", c, f);
+        }
+        AddNorm("model.norm.weight");
+        if (!cfg.TieWordEmbeddings) Add("lm_head.weight", cfg.VocabSize, c);
+        SafeTensors.Write(Path.Combine(dir, "model.safetensors"), tensors);
+        foreach (var (_, t) in tensors) t.Dispose();
+        WriteByteTokenizer(dir);
+        return dir;
+    }
+
+    /// <summary>A byte-level BPE tokenizer.json: the 256 byte symbols, one merge ("t","h"), and &lt;s&gt; / &lt;/s&gt; as 256 / 257.</summary>
+    public static void WriteByteTokenizer(string dir)
+    {
+        var vocab = new JsonObject();
+        for (int b = 0; b < 256; b++) vocab[ByteLevel.ByteToChar[b].ToString()] = b;
+        vocab["<s>"] = 256;
+        vocab["</s>"] = 257;
+        vocab["th"] = 258;
+        var tok = new JsonObject
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = new JsonArray(
+                new JsonObject { ["id"] = 256, ["content"] = "<s>", ["special"] = true },
+                new JsonObject { ["id"] = 257, ["content"] = "</s>", ["special"] = true }),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray("t h") },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tok.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}""");
+    }
+
+    public static float[] Floats(Tensor t) => t.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+}
