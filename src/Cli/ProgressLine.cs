@@ -5,7 +5,7 @@ public sealed class ProgressLine : IProgress<string>
 {
     readonly bool _tty = !Console.IsErrorRedirected;
     readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
-    TimeSpan _last = TimeSpan.MinValue;
+    TimeSpan? _last;
     int _width;
 
     public void Report(string value)
@@ -15,7 +15,7 @@ public sealed class ProgressLine : IProgress<string>
             Console.Error.Write("\r" + value.PadRight(_width));
             _width = value.Length;
         }
-        else if (_sw.Elapsed - _last >= TimeSpan.FromSeconds(1))
+        else if (_last is null || _sw.Elapsed - _last.Value >= TimeSpan.FromSeconds(1))
         {
             Console.Error.WriteLine(value);
             _last = _sw.Elapsed;
