@@ -10,8 +10,9 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, TrainOptionsCli>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
+                (TrainOptionsCli o) => TrainCommand.Run(o, args),
                 _ => 2);
         }
         catch (PrunerZeroException e)

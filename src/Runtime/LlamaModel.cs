@@ -179,16 +179,22 @@ public sealed class LlamaModel : IDisposable
         return Logits(h);
     }
 
-    /// <summary>Sum of next-token negative log-likelihoods (nats) of ids (B, T), and the count of predictions.</summary>
-    public (double SumNll, long Count) NextTokenNll(Tensor ids)
+    /// <summary>Next-token cross-entropy of ids (B, T) over its B·(T−1) predictions, as a tensor (autograd-ready).</summary>
+    public Tensor NextTokenLoss(Tensor ids, nn.Reduction reduction = nn.Reduction.Mean)
     {
-        using var scope = NewDisposeScope();
         var logits = Forward(ids);
         long v = logits.shape[^1];
         var pred = logits[.., ..^1, ..].reshape(-1, v);
         var target = ids[.., 1..].reshape(-1);
-        var nll = nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.Sum);
-        return (nll.to(ScalarType.Float64).item<double>(), target.shape[0]);
+        return nn.functional.cross_entropy(pred, target, reduction: reduction);
+    }
+
+    /// <summary>Sum of next-token negative log-likelihoods (nats) of ids (B, T), and the count of predictions.</summary>
+    public (double SumNll, long Count) NextTokenNll(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var nll = NextTokenLoss(ids, nn.Reduction.Sum);
+        return (nll.to(ScalarType.Float64).item<double>(), ids.shape[0] * (ids.shape[1] - 1));
     }
 
     public void CheckSequence(long t)

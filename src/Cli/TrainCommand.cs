@@ -1,0 +1,65 @@
+using CommandLine;
+using PrunerZero.Runtime;
+using PrunerZero.Runtime.Training;
+
+namespace PrunerZero.Cli;
+
+[Verb("train", HelpText = "Train a small LLaMA-architecture model (and its byte-level BPE tokenizer) from scratch.")]
+public sealed class TrainOptionsCli
+{
+    [Option("out", Required = true, HelpText = "Output folder (Hugging Face layout).")]
+    public string Out { get; set; } = "";
+
+    [Option("config", Default = "tiny", HelpText = "Model preset: tiny (the embedded default) or micro (smoke tests).")]
+    public string Config { get; set; } = "tiny";
+
+    [Option("steps", HelpText = "Optimizer steps (default: the preset's).")]
+    public int? Steps { get; set; }
+
+    [Option("minutes", HelpText = "Stop after this many minutes with a checkpoint; continue later with --resume.")]
+    public double? Minutes { get; set; }
+
+    [Option("seed", Default = 1)]
+    public int Seed { get; set; }
+
+    [Option("resume", HelpText = "Continue from OUT/checkpoint.")]
+    public bool Resume { get; set; }
+
+    [Option("data", Separator = ',', HelpText = "Training text files (default: WikiText-2 valid + the C4 sample; never the test split).")]
+    public IEnumerable<string>? Data { get; set; }
+
+    [Option("no-eval", HelpText = "Skip the closing WikiText-2 test evaluation and model card.")]
+    public bool NoEval { get; set; }
+}
+
+public static class TrainCommand
+{
+    public static int Run(TrainOptionsCli o, string[] args)
+    {
+        var files = o.Data?.ToList() is { Count: > 0 } d ? d : [Defaults.Find("data/wikitext-2-raw/wiki.valid.raw"), Defaults.Find(Defaults.Calibration)];
+        if (files.Any(f => Path.GetFileName(f) == "wiki.test.raw"))
+            throw new PrunerZeroException("refusing to train on wiki.test.raw: it is the evaluation split");
+        var progress = new ProgressLine();
+        LlamaTrainer.Train(new TrainOptions
+        {
+            OutDir = o.Out, TrainFiles = files, Preset = o.Config, Seed = o.Seed, Steps = o.Steps, Minutes = o.Minutes,
+            Resume = o.Resume,
+        }, progress, new ProgressAwareWriter(progress, Console.Error));
+        progress.Done();
+        if (!o.NoEval && File.Exists(Path.Combine(o.Out, "training.json")))
+            ModelCard.Write(o.Out, "prunerzero " + string.Join(' ', args), files, progress);
+        return 0;
+    }
+}
+
+/// <summary>Log lines that do not collide with an in-place progress line.</summary>
+public sealed class ProgressAwareWriter(ProgressLine progress, TextWriter inner) : TextWriter
+{
+    public override System.Text.Encoding Encoding => inner.Encoding;
+    public override void WriteLine(string? value)
+    {
+        progress.Done();
+        inner.WriteLine(value);
+    }
+    public override void Write(char value) => inner.Write(value);
+}
