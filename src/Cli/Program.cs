@@ -10,8 +10,10 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, TrainOptionsCli>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, TrainOptionsCli>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
+                (PruneOptions o) => PruneCommand.Run(o),
+                (ScoreOptions o) => ScoreCommand.Run(o),
                 (TrainOptionsCli o) => TrainCommand.Run(o, args),
                 _ => 2);
         }

@@ -104,6 +104,20 @@ public static class Checkpoint
         return new LlamaModel(cfg, embed, blocks, norm, head);
     }
 
+    /// <summary>Puts the dense weights of every prunable linear layer back from the checkpoint files.</summary>
+    public static void RestoreLinears(LlamaModel model, string dir)
+    {
+        var entries = Entries(dir).ToDictionary(e => e.Entry.Name);
+        using var _ = no_grad();
+        for (int i = 0; i < model.Blocks.Count; i++)
+            foreach (var k in LinearKinds.All)
+            {
+                var (e, start) = entries[$"model.layers.{i}.{k.HfName()}.weight"];
+                using var raw = SafeTensors.Read(e, start);
+                model.Blocks[i][k].copy_(raw);
+            }
+    }
+
     /// <summary>
     /// Saves the model in Hugging Face layout in the given dtype: config.json, model.safetensors, and the
     /// tokenizer and generation files copied from <paramref name="sourceDir"/>.

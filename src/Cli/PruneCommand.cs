@@ -1,0 +1,71 @@
+using System.Text.Json;
+using CommandLine;
+using PrunerZero.Kernels;
+using PrunerZero.Runtime;
+using PrunerZero.Runtime.Pruning;
+
+namespace PrunerZero.Cli;
+
+[Verb("prune", HelpText = "Prune a checkpoint with a metric and save it in Hugging Face layout.")]
+public sealed class PruneOptions : PruneOptionsBase
+{
+    [Option("metric", Required = true, HelpText = "An expression such as mul(sqr(W), mms(G)), or magnitude | wanda | pruner-zero.")]
+    public string Metric { get; set; } = "";
+
+    [Option("out", Required = true, HelpText = "Output folder for the pruned checkpoint.")]
+    public string Out { get; set; } = "";
+
+    [Option("eval", HelpText = "Evaluate the pruned model's perplexity.")]
+    public bool Eval { get; set; }
+
+    [Option("json", HelpText = "Print one JSON object on stdout.")]
+    public bool Json { get; set; }
+}
+
+public static class PruneCommand
+{
+    public static int Run(PruneOptions o)
+    {
+        var metric = PruneOptionsBase.ParseMetric(o.Metric);
+        var target = o.Target();
+        var progress = new ProgressLine();
+        var log = new ProgressAwareWriter(progress, Console.Error);
+        using var session = new PruneSession(o.Session(), log, progress);
+        using var backend = new CpuBackend();
+        var report = session.Prune(metric, target, backend);
+        progress.Done();
+        if (!report.Valid) throw new PrunerZeroException($"metric {metric} is invalid: {report.InvalidReason}");
+
+        foreach (var l in report.Layers) Console.Error.WriteLine($"  {l.Name,-40} sparsity {l.Sparsity:0.0000}");
+        Console.Error.WriteLine($"overall sparsity {report.Overall:0.0000} ({target}); scoring {report.ScoreSeconds:0.00} s, masking {report.MaskSeconds:0.00} s, forward {report.ForwardSeconds:0.00} s");
+
+        var dtype = SafeTensors.ScalarTypeOf(session.Model.Config.TorchDtype);
+        Checkpoint.Save(session.Model, o.Out, session.Options.ModelDir, dtype, new Dictionary<string, string>
+        {
+            ["pruned_with"] = metric.ToString(), ["target"] = target.ToString(), ["protocol"] = session.Protocol(target),
+        });
+        Console.Error.WriteLine($"saved {o.Out} ({session.Model.Config.TorchDtype})");
+
+        PerplexityResult? ppl = null;
+        if (o.Eval)
+        {
+            ppl = session.Evaluate();
+            progress.Done();
+        }
+        if (o.Json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                metric = metric.ToString(), target = target.ToString(), protocol = session.Protocol(target),
+                sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
+                perplexity = ppl?.Perplexity, bits_per_byte = ppl?.BitsPerByte, windows = ppl?.Windows, out_dir = o.Out,
+            }));
+        }
+        else
+        {
+            Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}) -> {o.Out}");
+            if (ppl != null) Console.WriteLine($"{ppl.Describe()} metric={metric} target={target} {session.Calibration.Describe()}");
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,99 @@
+using PrunerZero.Kernels;
+
+namespace PrunerZero.Runtime.Pruning;
+
+public sealed record SessionOptions
+{
+    public required string ModelDir { get; init; }
+    public required string CalibPath { get; init; }
+    public required string EvalPath { get; init; }
+    public int NSamples { get; init; } = 128;
+    public int? Seqlen { get; init; }
+    public CalibSampling Sampling { get; init; } = CalibSampling.Random;
+    public int Seed { get; init; } = 0;
+    public string CacheDir { get; init; } = DefaultCacheDir();
+    public int? EvalWindows { get; init; }
+
+    public static string DefaultCacheDir() =>
+        Environment.GetEnvironmentVariable("PZ_CACHE") is { Length: > 0 } c ? c
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "prunerzero");
+}
+
+/// <summary>
+/// One dense model with everything pruning needs, loaded once: tokenizer, calibration windows, G (lazily,
+/// cached on disk), and the evaluation tokens. <see cref="PruneAndEvaluate"/> restores the dense weights
+/// first, so every metric starts from the same dense state with one copy of the weights in memory.
+/// </summary>
+public sealed class PruneSession : IDisposable
+{
+    public SessionOptions Options { get; }
+    public LlamaModel Model { get; }
+    public TextTokenizer Tokenizer { get; }
+    public CalibrationSet Calibration { get; }
+    public int[] EvalTokens { get; }
+    public long EvalBytes { get; }
+    public int Seqlen { get; }
+    readonly TextWriter _log;
+    readonly IProgress<string>? _progress;
+    GradientStats? _g;
+    bool _dirty;
+    public double GradientSeconds { get; private set; }
+
+    public PruneSession(SessionOptions o, TextWriter log, IProgress<string>? progress = null)
+    {
+        Options = o;
+        _log = log;
+        _progress = progress;
+        var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(o.ModelDir), "config.json"));
+        Tokenizer = TextTokenizer.Load(o.ModelDir, config);
+        Seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
+        (EvalTokens, EvalBytes) = Corpus.Tokenize(o.EvalPath, Tokenizer, progress);
+        Perplexity.WindowCount(EvalTokens.Length, Seqlen, o.EvalPath);
+        Calibration = CalibrationSet.Build(o.CalibPath, Tokenizer, o.NSamples, Seqlen, o.Sampling, o.Seed);
+        long calibBytes = 2L * o.NSamples * Seqlen * config.HiddenSize * 4;
+        log.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} float32 weights + {LlamaModel.Gib(calibBytes)} calibration activations + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, Seqlen))} per window; G adds the size of the linear weights when a metric uses it");
+        Model = Checkpoint.Load(o.ModelDir, progress);
+    }
+
+    public string Protocol(PruneTarget target) =>
+        $"model={Options.ModelDir} data={Path.GetFileName(Options.EvalPath)} seqlen={Seqlen} {Calibration.Describe()} target={target}";
+
+    public GradientStats Gradients
+    {
+        get
+        {
+            if (_g != null) return _g;
+            RestoreDense();   // G is always taken on the dense model
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log);
+            GradientSeconds = sw.Elapsed.TotalSeconds;
+            return _g;
+        }
+    }
+
+    public void RestoreDense()
+    {
+        if (!_dirty) return;
+        Checkpoint.RestoreLinears(Model, Options.ModelDir);
+        _dirty = false;
+    }
+
+    /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
+    public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend)
+    {
+        var g = metric.UsesG ? Gradients : null;
+        RestoreDense();
+        _dirty = true;
+        return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress);
+    }
+
+    public PerplexityResult Evaluate(int? windows = null) =>
+        Perplexity.Evaluate(Model, Options.ModelDir, EvalTokens, EvalBytes, Path.GetFileName(Options.EvalPath), Seqlen,
+            windows ?? Options.EvalWindows, _progress);
+
+    public void Dispose()
+    {
+        _g?.Dispose();
+        Model.Dispose();
+    }
+}
