@@ -1,3 +1,4 @@
+using PrunerZero.Kernels;
 using static TorchSharp.torch;
 
 namespace PrunerZero.Runtime;
@@ -45,6 +46,7 @@ public static class Perplexity
         var sw = System.Diagnostics.Stopwatch.StartNew();
         double sumNll = 0;
         long count = 0;
+        using (Nvtx.Range("evaluation"))
         using (no_grad())
         {
             for (int w = 0; w < windows; w++)

@@ -29,6 +29,7 @@ public sealed class GradientStats : IDisposable
         var acc = linears.ToDictionary(l => (l.Item1, l.Item2), l => zeros_like(l.Item3).DetachFromDisposeScope());
         foreach (var (_, _, w) in linears) w.requires_grad_(true);
         var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var range = Kernels.Nvtx.Range("gradients");
         try
         {
             for (int j = 0; j < calib.NSamples; j++)

@@ -60,15 +60,22 @@ public sealed class Pruner(IMetricBackend backend)
         var prune = _prune.AsSpan(0, n);
 
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        backend.Score(metric, w, gs, x, rows, cols, scores);
-        var validity = ScoreCheck.Check(scores, rows, cols);
+        MetricValidity validity;
+        using (Nvtx.Range("scoring"))
+        {
+            backend.Score(metric, w, gs, x, rows, cols, scores);
+            validity = ScoreCheck.Check(scores, rows, cols);
+        }
         ScoreSeconds += sw.Elapsed.TotalSeconds;
         if (!validity.Valid) return $"{name}: {validity.Reason}";
 
         sw.Restart();
-        if (target.IsNM) backend.MaskNM(scores, rows, cols, target.N, target.M, prune);
-        else backend.MaskUnstructured(scores, rows, cols, target.Sparsity, prune);
-        for (int i = 0; i < n; i++) if (prune[i] != 0) w[i] = 0f;
+        using (Nvtx.Range("masking"))
+        {
+            if (target.IsNM) backend.MaskNM(scores, rows, cols, target.N, target.M, prune);
+            else backend.MaskUnstructured(scores, rows, cols, target.Sparsity, prune);
+            for (int i = 0; i < n; i++) if (prune[i] != 0) w[i] = 0f;
+        }
         MaskSeconds += sw.Elapsed.TotalSeconds;
         return null;
     }
@@ -92,6 +99,7 @@ public sealed class Pruner(IMetricBackend backend)
             progress?.Report($"pruning block {i + 1}/{model.Blocks.Count} with {metric}");
             fw.Restart();
             var stats = new XStats();
+            using (Nvtx.Range("calibration"))
             if (metric.UsesX)
                 foreach (var h in inps)
                 {

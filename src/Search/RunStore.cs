@@ -1,0 +1,254 @@
+// The run database (SQLite, WAL). Everything needed to resume a run killed at any moment:
+//   params      (key, value)                  the run's identity; a resume with different values is refused
+//   evaluations (one row per canonical form)  every screened candidate, with its full re-check when made
+//   population  (iteration, rank, eval_id)    the population after each iteration (0 = initial)
+//   history     (iteration, best, median, …)  what the plot and history.csv show
+//   baselines   (name, …)                     magnitude / wanda / pruner-zero through the same fitness
+// Each evaluation is committed on its own (autocommit, synchronous=FULL) the moment it finishes, so a
+// kill -9 loses at most the evaluations in flight. Resume replays the deterministic search from the
+// start, taking fitness from here instead of calling the fitness again.
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using PrunerZero.Kernels;
+
+namespace PrunerZero.Search;
+
+/// <summary>An evaluation as stored.</summary>
+public sealed record StoredEvaluation(
+    long Id, string Canonical, string Generated, int Iteration, int Slot, int Attempt,
+    long? Parent1, long? Parent2, FitnessResult Screen, FitnessResult? Full);
+
+public sealed class RunParametersMismatchException(string message) : InvalidOperationException(message);
+
+public sealed class RunStore : IDisposable
+{
+    public const string FileName = "search.db";
+    readonly SqliteConnection _db;
+    readonly Lock _lock = new();
+
+    RunStore(SqliteConnection db) => _db = db;
+
+    /// <summary>
+    /// Opens (resume) or creates the database. Identity parameters must match the stored ones exactly;
+    /// keys listed in <paramref name="mutable"/> (e.g. iterations) are updated instead.
+    /// </summary>
+    public static RunStore Open(string path, IReadOnlyDictionary<string, string> parameters, bool resume,
+                                IReadOnlySet<string>? mutable = null)
+    {
+        bool exists = File.Exists(path);
+        if (exists && !resume)
+            throw new InvalidOperationException(
+                $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+        var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
+        db.Open();
+        var store = new RunStore(db);
+        store.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+        store.Exec("""
+            CREATE TABLE IF NOT EXISTS params (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS evaluations (
+                id INTEGER PRIMARY KEY, canonical TEXT NOT NULL UNIQUE, generated TEXT NOT NULL,
+                height INTEGER NOT NULL, canonical_height INTEGER NOT NULL, size INTEGER NOT NULL,
+                iteration INTEGER NOT NULL, slot INTEGER NOT NULL, attempt INTEGER NOT NULL,
+                parent1 INTEGER, parent2 INTEGER,
+                screen_valid INTEGER NOT NULL, screen_ppl REAL, screen_reason TEXT, screen_seconds REAL NOT NULL,
+                full_valid INTEGER, full_ppl REAL, full_reason TEXT, full_seconds REAL,
+                created_utc TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS population (
+                iteration INTEGER NOT NULL, rank INTEGER NOT NULL, eval_id INTEGER NOT NULL,
+                PRIMARY KEY (iteration, rank));
+            CREATE TABLE IF NOT EXISTS history (
+                iteration INTEGER PRIMARY KEY, best REAL, median REAL, population INTEGER NOT NULL,
+                evaluations INTEGER NOT NULL, duplicates INTEGER NOT NULL, skipped INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS baselines (
+                name TEXT PRIMARY KEY, expr TEXT NOT NULL, canonical TEXT NOT NULL,
+                screen_valid INTEGER NOT NULL, screen_ppl REAL, screen_reason TEXT, screen_seconds REAL NOT NULL,
+                full_valid INTEGER NOT NULL, full_ppl REAL, full_reason TEXT, full_seconds REAL NOT NULL);
+            """);
+        try { store.CheckParams(path, parameters, mutable ?? new HashSet<string>()); }
+        catch { store.Dispose(); throw; }
+        return store;
+    }
+
+    void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    {
+        var stored = new Dictionary<string, string>();
+        using (var cmd = Cmd("SELECT key, value FROM params"))
+        using (var r = cmd.ExecuteReader())
+            while (r.Read()) stored[r.GetString(0)] = r.GetString(1);
+        if (stored.Count > 0)
+        {
+            var diffs = parameters.Keys.Union(stored.Keys).Where(k => !mutable.Contains(k)).Order(StringComparer.Ordinal)
+                .Where(k => !(stored.TryGetValue(k, out var s) && parameters.TryGetValue(k, out var p) && s == p))
+                .Select(k => $"{k}: stored '{stored.GetValueOrDefault(k, "(none)")}', now '{parameters.GetValueOrDefault(k, "(none)")}'")
+                .ToList();
+            if (diffs.Count > 0)
+                throw new RunParametersMismatchException(
+                    $"cannot resume {path}: it was started with different parameters ({string.Join("; ", diffs)}). " +
+                    "Resume with the original parameters, or start a new run in another --run directory.");
+        }
+        foreach (var (k, v) in parameters)
+            if (!stored.ContainsKey(k) || mutable.Contains(k))
+                using (var cmd = Cmd("INSERT OR REPLACE INTO params (key, value) VALUES ($k, $v)", ("$k", k), ("$v", v)))
+                    cmd.ExecuteNonQuery();
+    }
+
+    public Dictionary<string, StoredEvaluation> LoadEvaluations()
+    {
+        lock (_lock)
+        {
+            var all = new Dictionary<string, StoredEvaluation>(StringComparer.Ordinal);
+            using var cmd = Cmd("""
+                SELECT id, canonical, generated, iteration, slot, attempt, parent1, parent2,
+                       screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds
+                FROM evaluations ORDER BY id
+                """);
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                var screen = ReadResult(r, 8);
+                var full = r.IsDBNull(12) ? null : ReadResult(r, 12);
+                all[r.GetString(1)] = new StoredEvaluation(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt32(3),
+                    r.GetInt32(4), r.GetInt32(5), NullableLong(r, 6), NullableLong(r, 7), screen, full);
+            }
+            return all;
+        }
+    }
+
+    /// <summary>Inserts one screened candidate in its own transaction; returns the stored row.</summary>
+    public StoredEvaluation AddEvaluation(string canonical, Expr generated, Expr canonicalExpr, int iteration, int slot, int attempt,
+                                          long? parent1, long? parent2, FitnessResult screen)
+    {
+        lock (_lock)
+        {
+            using var cmd = Cmd("""
+                INSERT INTO evaluations (canonical, generated, height, canonical_height, size, iteration, slot, attempt,
+                    parent1, parent2, screen_valid, screen_ppl, screen_reason, screen_seconds, created_utc)
+                VALUES ($c, $g, $h, $ch, $s, $it, $sl, $at, $p1, $p2, $v, $ppl, $why, $sec, $t);
+                SELECT last_insert_rowid();
+                """,
+                ("$c", canonical), ("$g", generated.ToString()), ("$h", Trees.Height(generated)),
+                ("$ch", Trees.Height(canonicalExpr)), ("$s", canonicalExpr.Size), ("$it", iteration), ("$sl", slot),
+                ("$at", attempt), ("$p1", parent1), ("$p2", parent2), ("$v", screen.Valid ? 1 : 0),
+                ("$ppl", Finite(screen.Perplexity)), ("$why", screen.InvalidReason), ("$sec", screen.Seconds),
+                ("$t", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)));
+            long id = (long)cmd.ExecuteScalar()!;
+            return new StoredEvaluation(id, canonical, generated.ToString(), iteration, slot, attempt, parent1, parent2, screen, null);
+        }
+    }
+
+    public void SetFull(long id, FitnessResult full)
+    {
+        lock (_lock)
+        {
+            using var cmd = Cmd("UPDATE evaluations SET full_valid = $v, full_ppl = $ppl, full_reason = $why, full_seconds = $sec WHERE id = $id",
+                ("$v", full.Valid ? 1 : 0), ("$ppl", Finite(full.Perplexity)), ("$why", full.InvalidReason),
+                ("$sec", full.Seconds), ("$id", id));
+            cmd.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>Stored population snapshots by iteration (member ids in rank order).</summary>
+    public Dictionary<int, List<long>> LoadPopulations()
+    {
+        lock (_lock)
+        {
+            var pops = new Dictionary<int, List<long>>();
+            using var cmd = Cmd("SELECT iteration, eval_id FROM population ORDER BY iteration, rank");
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                int it = r.GetInt32(0);
+                if (!pops.TryGetValue(it, out var l)) pops[it] = l = [];
+                l.Add(r.GetInt64(1));
+            }
+            return pops;
+        }
+    }
+
+    /// <summary>Writes the population and history row of one iteration in one transaction.</summary>
+    public void SaveIteration(int iteration, IReadOnlyList<long> memberIds, HistoryPoint h)
+    {
+        lock (_lock)
+        {
+            using var tx = _db.BeginTransaction();
+            using (var del = Cmd("DELETE FROM population WHERE iteration = $it", ("$it", iteration)))
+            {
+                del.Transaction = tx;
+                del.ExecuteNonQuery();
+            }
+            for (int rank = 0; rank < memberIds.Count; rank++)
+                using (var cmd = Cmd("INSERT INTO population (iteration, rank, eval_id) VALUES ($it, $r, $id)",
+                           ("$it", iteration), ("$r", rank), ("$id", memberIds[rank])))
+                {
+                    cmd.Transaction = tx;
+                    cmd.ExecuteNonQuery();
+                }
+            using (var cmd = Cmd("""
+                INSERT OR REPLACE INTO history (iteration, best, median, population, evaluations, duplicates, skipped)
+                VALUES ($it, $b, $m, $p, $e, $d, $s)
+                """, ("$it", iteration), ("$b", Finite(h.Best)), ("$m", Finite(h.Median)), ("$p", h.PopulationSize),
+                ("$e", h.Evaluations), ("$d", h.Duplicates), ("$s", h.Skipped)))
+            {
+                cmd.Transaction = tx;
+                cmd.ExecuteNonQuery();
+            }
+            tx.Commit();
+        }
+    }
+
+    public Dictionary<string, BaselineResult> LoadBaselines()
+    {
+        lock (_lock)
+        {
+            var all = new Dictionary<string, BaselineResult>(StringComparer.OrdinalIgnoreCase);
+            using var cmd = Cmd("""
+                SELECT name, expr, screen_valid, screen_ppl, screen_reason, screen_seconds,
+                       full_valid, full_ppl, full_reason, full_seconds FROM baselines
+                """);
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+                all[r.GetString(0)] = new BaselineResult(r.GetString(0), MetricParser.Parse(r.GetString(1)), ReadResult(r, 2), ReadResult(r, 6));
+            return all;
+        }
+    }
+
+    public void AddBaseline(BaselineResult b)
+    {
+        lock (_lock)
+        {
+            using var cmd = Cmd("""
+                INSERT OR REPLACE INTO baselines (name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds,
+                    full_valid, full_ppl, full_reason, full_seconds)
+                VALUES ($n, $e, $c, $sv, $sp, $sr, $ss, $fv, $fp, $fr, $fs)
+                """, ("$n", b.Name), ("$e", b.Expr.ToString()), ("$c", Oos.Canonical(b.Expr)),
+                ("$sv", b.Screen.Valid ? 1 : 0), ("$sp", Finite(b.Screen.Perplexity)), ("$sr", b.Screen.InvalidReason), ("$ss", b.Screen.Seconds),
+                ("$fv", b.Full.Valid ? 1 : 0), ("$fp", Finite(b.Full.Perplexity)), ("$fr", b.Full.InvalidReason), ("$fs", b.Full.Seconds));
+            cmd.ExecuteNonQuery();
+        }
+    }
+
+    static FitnessResult ReadResult(SqliteDataReader r, int at) => new(
+        r.GetInt64(at) != 0,
+        r.IsDBNull(at + 1) ? double.NaN : r.GetDouble(at + 1),
+        r.IsDBNull(at + 2) ? null : r.GetString(at + 2),
+        r.IsDBNull(at + 3) ? 0 : r.GetDouble(at + 3));
+
+    static long? NullableLong(SqliteDataReader r, int i) => r.IsDBNull(i) ? null : r.GetInt64(i);
+    static object? Finite(double v) => double.IsFinite(v) ? v : null; // SQLite has no NaN/Inf: stored as NULL
+
+    void Exec(string sql)
+    {
+        using var cmd = Cmd(sql);
+        cmd.ExecuteNonQuery();
+    }
+
+    SqliteCommand Cmd(string sql, params (string Name, object? Value)[] args)
+    {
+        var cmd = _db.CreateCommand();
+        cmd.CommandText = sql;
+        foreach (var (n, v) in args) cmd.Parameters.AddWithValue(n, v ?? DBNull.Value);
+        return cmd;
+    }
+
+    public void Dispose() => _db.Dispose();
+}

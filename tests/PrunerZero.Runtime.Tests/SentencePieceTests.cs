@@ -1,0 +1,73 @@
+using Google.Protobuf;
+using PrunerZero.Runtime;
+
+namespace PrunerZero.Runtime.Tests;
+
+/// <summary>
+/// The tokenizer.model path (SentencePiece BPE, as LLaMA-1/2 ship it), on a model proto written here field by
+/// field from sentencepiece_model.proto: byte fallback, dummy prefix, &lt;unk&gt;/&lt;s&gt;/&lt;/s&gt; at 0/1/2.
+/// </summary>
+public class SentencePieceTests
+{
+    static readonly string[] Merged = ["▁", "t", "h", "e", "c", "a", "▁t", "he", "▁the", "at", "▁c", "▁cat"];
+
+    static byte[] Piece(string piece, float score, int type)
+    {
+        using var ms = new MemoryStream();
+        var o = new CodedOutputStream(ms);
+        o.WriteTag(1, WireFormat.WireType.LengthDelimited); o.WriteString(piece);
+        o.WriteTag(2, WireFormat.WireType.Fixed32); o.WriteFloat(score);
+        o.WriteTag(3, WireFormat.WireType.Varint); o.WriteInt32(type);
+        o.Flush();
+        return ms.ToArray();
+    }
+
+    public static void WriteModel(string path)
+    {
+        using var ms = new MemoryStream();
+        var o = new CodedOutputStream(ms);
+        void Msg(int field, byte[] bytes) { o.WriteTag(field, WireFormat.WireType.LengthDelimited); o.WriteBytes(ByteString.CopyFrom(bytes)); }
+        Msg(1, Piece("<unk>", 0, 2));
+        Msg(1, Piece("<s>", 0, 3));
+        Msg(1, Piece("</s>", 0, 3));
+        for (int b = 0; b < 256; b++) Msg(1, Piece($"<0x{b:X2}>", 0, 6));
+        for (int i = 0; i < Merged.Length; i++) Msg(1, Piece(Merged[i], -i, 1));   // earlier = higher score = merged first
+
+        using var trainer = new MemoryStream();
+        var t = new CodedOutputStream(trainer);
+        t.WriteTag(3, WireFormat.WireType.Varint); t.WriteInt32(2);            // model_type = BPE
+        t.WriteTag(4, WireFormat.WireType.Varint); t.WriteInt32(3 + 256 + Merged.Length);
+        t.WriteTag(35, WireFormat.WireType.Varint); t.WriteBool(true);         // byte_fallback
+        t.WriteTag(40, WireFormat.WireType.Varint); t.WriteInt32(0);           // unk_id
+        t.WriteTag(41, WireFormat.WireType.Varint); t.WriteInt32(1);           // bos_id
+        t.WriteTag(42, WireFormat.WireType.Varint); t.WriteInt32(2);           // eos_id
+        t.WriteTag(43, WireFormat.WireType.Varint); t.WriteInt32(-1);          // pad_id
+        t.Flush();
+        Msg(2, trainer.ToArray());
+
+        using var norm = new MemoryStream();
+        var n = new CodedOutputStream(norm);
+        n.WriteTag(1, WireFormat.WireType.LengthDelimited); n.WriteString("identity");
+        n.WriteTag(3, WireFormat.WireType.Varint); n.WriteBool(true);          // add_dummy_prefix
+        n.WriteTag(4, WireFormat.WireType.Varint); n.WriteBool(false);         // remove_extra_whitespaces
+        n.WriteTag(5, WireFormat.WireType.Varint); n.WriteBool(true);          // escape_whitespaces
+        n.Flush();
+        Msg(3, norm.ToArray());
+        o.Flush();
+        File.WriteAllBytes(path, ms.ToArray());
+    }
+
+    [Fact]
+    public void EncodesWithBosOnceDummyPrefixAndByteFallback()
+    {
+        string dir = TestCheckpoints.TempDir("spm");
+        WriteModel(Path.Combine(dir, "tokenizer.model"));
+        var tok = TextTokenizer.Load(dir);
+        Assert.Equal("sentencepiece", tok.Kind);
+        var ids = tok.Encode("the cat\n\nthe cat");
+        int Id(string piece) => 3 + 256 + Array.IndexOf(Merged, piece);
+        // BOS once; "▁the" and "▁cat" merged; each "\n" falls back to the byte piece <0x0A> (id 3 + 10).
+        Assert.Equal([1, Id("▁the"), Id("▁cat"), 3 + 10, 3 + 10, Id("t"), Id("he"), Id("▁cat")], ids);
+        Assert.Equal("the cat\n\nthe cat", tok.Decode(ids.Skip(1)));
+    }
+}
