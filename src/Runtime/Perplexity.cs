@@ -31,13 +31,17 @@ public static class Perplexity
         return (int)Math.Min(n, int.MaxValue);
     }
 
+    /// <summary>
+    /// <paramref name="maxWindows"/> = K evaluates K windows: the first K, or with <paramref name="spread"/> K windows
+    /// evenly spaced over the text (window j·n/K), which a search screens candidates with.
+    /// </summary>
     public static PerplexityResult Evaluate(LlamaModel model, string modelName, int[] tokens, long textBytes, string dataset,
-        int seqlen, int? maxWindows = null, IProgress<string>? progress = null)
+        int seqlen, int? maxWindows = null, IProgress<string>? progress = null, bool spread = false)
     {
         if (seqlen > model.Config.MaxPositionEmbeddings)
             throw new PrunerZeroException($"seqlen {seqlen} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
         model.CheckSequence(seqlen);
-        int windows = WindowCount(tokens.Length, seqlen, dataset);
+        int total = WindowCount(tokens.Length, seqlen, dataset), windows = total;
         if (maxWindows is int k)
         {
             if (k <= 0) throw new PrunerZeroException($"--windows must be positive, got {k}");
@@ -52,7 +56,8 @@ public static class Perplexity
             for (int w = 0; w < windows; w++)
             {
                 using var scope = NewDisposeScope();
-                var ids = tensor(tokens.AsSpan(w * seqlen, seqlen).ToArray().Select(t => (long)t).ToArray(), [1, seqlen]);
+                long start = (spread ? (long)w * total / windows : w) * seqlen;
+                var ids = tensor(tokens.AsSpan((int)start, seqlen).ToArray().Select(t => (long)t).ToArray(), [1, seqlen]);
                 var (s, c) = model.NextTokenNll(ids);
                 sumNll += s;
                 count += c;

@@ -36,8 +36,11 @@ public sealed class PruneSession : IDisposable
     readonly TextWriter _log;
     readonly IProgress<string>? _progress;
     GradientStats? _g;
+    DenseX? _x;
     bool _dirty;
     public double GradientSeconds { get; private set; }
+    public double CalibrationSeconds { get; private set; }
+    public double RestoreSeconds { get; private set; }
 
     public PruneSession(SessionOptions o, TextWriter log, IProgress<string>? progress = null)
     {
@@ -71,11 +74,37 @@ public sealed class PruneSession : IDisposable
         }
     }
 
+    /// <summary>X of every block on the dense model, measured once (for one-shot pruning).</summary>
+    public DenseX DenseStats
+    {
+        get
+        {
+            if (_x != null) return _x;
+            RestoreDense();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            _x = DenseX.Compute(Model, Calibration, _progress);
+            CalibrationSeconds = sw.Elapsed.TotalSeconds;
+            return _x;
+        }
+    }
+
     public void RestoreDense()
     {
         if (!_dirty) return;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         Checkpoint.RestoreLinears(Model, Options.ModelDir);
+        RestoreSeconds += sw.Elapsed.TotalSeconds;
         _dirty = false;
+    }
+
+    /// <summary>Prunes the dense model one-shot with X and G measured once on the dense model (the search's protocol).</summary>
+    public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend)
+    {
+        var g = metric.UsesG ? Gradients : null;
+        var x = metric.UsesX ? DenseStats : null;
+        RestoreDense();
+        _dirty = true;
+        return new Pruner(backend).PruneOneShot(Model, x!, g, metric, target);
     }
 
     /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
@@ -87,9 +116,10 @@ public sealed class PruneSession : IDisposable
         return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress);
     }
 
-    public PerplexityResult Evaluate(int? windows = null) =>
+    /// <summary>Perplexity of the model as it is now; <paramref name="spread"/> takes the windows evenly spaced over the text.</summary>
+    public PerplexityResult Evaluate(int? windows = null, bool spread = false) =>
         Perplexity.Evaluate(Model, Options.ModelDir, EvalTokens, EvalBytes, Path.GetFileName(Options.EvalPath), Seqlen,
-            windows ?? Options.EvalWindows, _progress);
+            windows ?? Options.EvalWindows, _progress, spread);
 
     public void Dispose()
     {

@@ -37,6 +37,37 @@ public sealed class XStats
         (_sum[kind] / nsamples).to(ScalarType.Float32).data<float>().ToArray();
 }
 
+/// <summary>X of every block measured on the dense model in one pass over the calibration windows.</summary>
+public sealed class DenseX
+{
+    readonly Dictionary<(int, LinearKind), float[]> _x = new();
+
+    public float[] this[int layer, LinearKind kind] => _x[(layer, kind)];
+
+    public static DenseX Compute(LlamaModel model, CalibrationSet calib, IProgress<string>? progress = null)
+    {
+        var result = new DenseX();
+        using var _ = no_grad();
+        using var outer = NewDisposeScope();
+        using var range = Nvtx.Range("calibration");
+        var (cos, sin) = model.Rope(calib.Seqlen);
+        var inps = calib.Windows.Chunk(8).Select(c => model.EmbedTokens(tensor(c.SelectMany(w => w).ToArray(), [c.Length, calib.Seqlen]))).ToList();
+        for (int i = 0; i < model.Blocks.Count; i++)
+        {
+            progress?.Report($"calibration: block {i + 1}/{model.Blocks.Count}");
+            var stats = new XStats();
+            for (int c = 0; c < inps.Count; c++)
+            {
+                var next = model.BlockForward(i, inps[c], cos, sin, stats.Add);
+                inps[c].Dispose();
+                inps[c] = next;
+            }
+            foreach (var k in LinearKinds.All) result._x[(i, k)] = stats.Finish(k, calib.NSamples);
+        }
+        return result;
+    }
+}
+
 /// <summary>
 /// Prunes a model with a metric through a Kernels back end. Wanda's sequential protocol: block by block,
 /// one forward pass of the calibration windows collects X for the block's linears, the block is pruned,
@@ -123,6 +154,27 @@ public sealed class Pruner(IMetricBackend backend)
             }
             ForwardSeconds += fw.Elapsed.TotalSeconds;
         }
+        return new PruneReport(metric.ToString(), target, invalid is null, invalid, invalid is null ? Sparsity(model) : [],
+            ScoreSeconds, MaskSeconds, ForwardSeconds);
+    }
+
+    /// <summary>
+    /// One-shot pruning with statistics measured once on the dense model (<see cref="DenseX"/>): what a search
+    /// needs, since every candidate then costs only scoring, masking and the evaluation. Differs from the
+    /// sequential protocol only for metrics that use X, whose later blocks see dense instead of pruned inputs.
+    /// </summary>
+    public PruneReport PruneOneShot(LlamaModel model, DenseX x, GradientStats? g, Expr metric, PruneTarget target)
+    {
+        if (metric.UsesG && g is null) throw new ArgumentException("metric uses G but no gradients were given");
+        ScoreSeconds = MaskSeconds = ForwardSeconds = 0;
+        using var _ = no_grad();
+        string? invalid = null;
+        for (int i = 0; i < model.Blocks.Count && invalid is null; i++)
+            foreach (var k in LinearKinds.All)
+            {
+                invalid = PruneLayer(model.Blocks[i][k], g?[i, k], metric.UsesX ? x[i, k] : null, metric, target, $"model.layers.{i}.{k.HfName()}");
+                if (invalid != null) break;
+            }
         return new PruneReport(metric.ToString(), target, invalid is null, invalid, invalid is null ? Sparsity(model) : [],
             ScoreSeconds, MaskSeconds, ForwardSeconds);
     }

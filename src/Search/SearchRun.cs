@@ -1,0 +1,323 @@
+// Algorithm 1 of Pruner-Zero: ramped half-and-half initial population, then per iteration one child
+// from two parents drawn uniformly from the top-k (subtree crossover, mutation with probability
+// `mutation`, OOS), evaluated and inserted steady-state (it replaces the worst member if strictly better).
+//
+// Iteration t (1..Iterations) produces exactly one child. With fitness.MaxParallelism = B > 1,
+// iterations are grouped in fixed batches [bB+1, (b+1)B]: the batch's children are generated in
+// iteration order from the population as it was at the batch start, evaluated concurrently, and
+// inserted in iteration order, so nothing depends on timing. B is part of the run's identity.
+//
+// Determinism and resume: every random choice comes from Rng.For(seed, iteration, slot, attempt), and
+// fitness values come from the run database when stored. A resumed run replays the whole search from
+// iteration 0, calling the fitness only for candidates not yet stored, and therefore ends exactly where
+// an uninterrupted run would.
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.ExceptionServices;
+using PrunerZero.Kernels;
+
+namespace PrunerZero.Search;
+
+public static class SearchRun
+{
+    /// <summary>Version of generation/OOS/selection; a stored run made by a different version is not resumed.</summary>
+    public const string Algorithm = "pruner-zero-gp/1";
+
+    /// <summary>The baselines evaluated through the same fitness at the end.</summary>
+    public static readonly IReadOnlyList<(string Name, Expr Expr)> BaselineMetrics =
+        [("magnitude", Metrics.Magnitude), ("wanda", Metrics.Wanda), ("pruner-zero", Metrics.PrunerZero)];
+
+    public static SearchReport Run(SearchOptions options, IFitness fitness, IProgress<string>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(fitness);
+        options.Validate();
+        Directory.CreateDirectory(options.RunDir);
+        var dbPath = Path.Combine(options.RunDir, RunStore.FileName);
+        bool resume = options.Resume && File.Exists(dbPath);
+        if (options.Resume && !resume)
+            progress?.Report($"nothing to resume in {options.RunDir}; starting a new run");
+        int batch = Math.Max(1, fitness.MaxParallelism);
+        var parameters = new Dictionary<string, string>
+        {
+            ["algorithm"] = Algorithm,
+            ["population"] = Inv(options.Population),
+            ["iterations"] = Inv(options.Iterations),
+            ["min_height"] = Inv(options.MinHeight),
+            ["max_height"] = Inv(options.MaxHeight),
+            ["top_k"] = Inv(options.TopK),
+            ["mutation"] = options.Mutation.ToString("R", CultureInfo.InvariantCulture),
+            ["seed"] = Inv(options.Seed),
+            ["max_attempts"] = Inv(options.MaxAttempts),
+            ["batch"] = Inv(batch),
+            ["protocol"] = options.Protocol,
+            ["fitness_protocol"] = fitness.Protocol ?? "",
+        };
+        // Iteration t depends only on (seed, t) and the state before it, so a run may be extended
+        // (or stopped early) with a different iteration count: the shared prefix is identical.
+        using var store = RunStore.Open(dbPath, parameters, resume, mutable: new HashSet<string> { "iterations" });
+        var engine = new Engine(options, fitness, store, batch, progress, ct);
+        engine.Search();
+        return engine.Finish();
+    }
+
+    static string Inv(long v) => v.ToString(CultureInfo.InvariantCulture);
+
+    sealed record Candidate(Expr Generated, Expr Canonical, int Iteration, int Slot, int Attempt, long? Parent1, long? Parent2)
+    {
+        public string Key => Canonical.ToString();
+    }
+
+    sealed record Member(StoredEvaluation Eval, Expr Expr)
+    {
+        public double Key => Eval.Screen.Key;
+    }
+
+    sealed class Engine(SearchOptions o, IFitness fitness, RunStore store, int batch, IProgress<string>? progress, CancellationToken ct)
+    {
+        readonly Dictionary<string, StoredEvaluation> _stored = store.LoadEvaluations();
+        readonly Dictionary<int, List<long>> _storedPops = store.LoadPopulations();
+        readonly HashSet<string> _seen = new(StringComparer.Ordinal); // canonical forms evaluated so far in this (replayed) run
+        readonly List<Member> _pop = [];
+        readonly List<HistoryPoint> _history = [];
+        readonly Stopwatch _clock = Stopwatch.StartNew();
+        int _evaluations, _duplicates, _skipped, _fitnessCalls;
+
+        static readonly Comparison<Member> ByFitness = (a, b) =>
+        {
+            int c = a.Key.CompareTo(b.Key);
+            return c != 0 ? c : a.Eval.Id.CompareTo(b.Eval.Id); // ties: the earlier candidate ranks first
+        };
+
+        public void Search()
+        {
+            if (_stored.Count > 0)
+                progress?.Report($"resuming: {_stored.Count} evaluations stored; replaying the run without re-evaluating them");
+            InitialPopulation();
+            for (int t = 1; t <= o.Iterations;)
+            {
+                ct.ThrowIfCancellationRequested();
+                int end = Math.Min(o.Iterations, ((t - 1) / batch + 1) * batch);
+                var top = _pop.Take(Math.Min(o.TopK, _pop.Count)).ToList();
+                var children = new List<Candidate?>();
+                for (int it = t; it <= end; it++) children.Add(Child(it, it - t, top));
+                var results = Evaluate(children.OfType<Candidate>().ToList());
+                int r = 0;
+                for (int i = 0; i < children.Count; i++)
+                {
+                    var c = children[i];
+                    StoredEvaluation? e = null;
+                    if (c is null) _skipped++;
+                    else
+                    {
+                        e = results[r++];
+                        _evaluations++;
+                        Insert(new Member(e, c.Canonical));
+                    }
+                    EndIteration(t + i, c, e);
+                }
+                t = end + 1;
+            }
+        }
+
+        void InitialPopulation()
+        {
+            // Draw ramped half-and-half trees until the population holds o.Population valid members;
+            // invalid ones are stored (never re-evaluated) but take no place. Bounded at 10x the size.
+            int slot = 0, maxSlots = 10 * o.Population;
+            while (_pop.Count < o.Population && slot < maxSlots)
+            {
+                ct.ThrowIfCancellationRequested();
+                int want = Math.Min(batch, o.Population - _pop.Count);
+                var cands = new List<Candidate>();
+                while (cands.Count < want && slot < maxSlots)
+                {
+                    var c = Initial(slot++);
+                    if (c is null) _skipped++;
+                    else cands.Add(c);
+                }
+                foreach (var (c, e) in cands.Zip(Evaluate(cands)))
+                {
+                    _evaluations++;
+                    if (e.Screen.Valid && double.IsFinite(e.Screen.Perplexity)) _pop.Add(new Member(e, c.Canonical));
+                }
+            }
+            _pop.Sort(ByFitness);
+            if (_pop.Count < o.Population)
+                progress?.Report($"warning: only {_pop.Count} valid members after {maxSlots} initial candidates; continuing with a smaller population");
+            EndIteration(0, null, null);
+        }
+
+        Candidate? Initial(int slot)
+        {
+            for (int a = 0; a < o.MaxAttempts; a++)
+            {
+                var rng = Rng.For(o.Seed, 0, slot, a);
+                var g = Trees.RampedHalfAndHalf(rng, slot, o.MinHeight, o.MaxHeight);
+                var c = Accept(g, 0, slot, a, null, null);
+                if (c is not null) return c;
+            }
+            return null;
+        }
+
+        /// <summary>One child for iteration t; null when MaxAttempts fresh tries all failed (the iteration is skipped).</summary>
+        Candidate? Child(int t, int slot, List<Member> top)
+        {
+            for (int a = 0; a < o.MaxAttempts; a++)
+            {
+                var rng = Rng.For(o.Seed, t, 0, a);
+                if (top.Count == 0)
+                {
+                    // No valid member at all: restart from a random tree instead of crossover.
+                    var g0 = Trees.RampedHalfAndHalf(rng, rng.Next(1 << 20), o.MinHeight, o.MaxHeight);
+                    var c0 = Accept(g0, t, slot, a, null, null);
+                    if (c0 is not null) return c0;
+                    continue;
+                }
+                var p1 = rng.Pick(top);
+                var p2 = rng.Pick(top);
+                var g = Trees.Crossover(rng, p1.Expr, p2.Expr);
+                if (rng.NextDouble() < o.Mutation) g = Trees.Mutate(rng, g, o.MaxHeight);
+                if (!Trees.InBounds(g, o.MinHeight, o.MaxHeight)) continue;
+                var c = Accept(g, t, slot, a, p1.Eval.Id, p2.Eval.Id);
+                if (c is not null) return c;
+            }
+            return null;
+        }
+
+        /// <summary>OOS, then reject constants (no ranking) and canonical forms already evaluated.</summary>
+        Candidate? Accept(Expr generated, int t, int slot, int attempt, long? p1, long? p2)
+        {
+            var canon = Oos.Simplify(generated);
+            if (Oos.IsConstant(canon)) return null;
+            if (!_seen.Add(canon.ToString())) { _duplicates++; return null; }
+            return new Candidate(generated, canon, t, slot, attempt, p1, p2);
+        }
+
+        /// <summary>Screens the candidates (stored results first, the rest concurrently); results in input order.</summary>
+        StoredEvaluation[] Evaluate(List<Candidate> cands)
+        {
+            var results = new StoredEvaluation[cands.Count];
+            var todo = new List<int>();
+            for (int i = 0; i < cands.Count; i++)
+                if (_stored.TryGetValue(cands[i].Key, out var s)) results[i] = s;
+                else todo.Add(i);
+            void One(int i)
+            {
+                var c = cands[i];
+                var sw = Stopwatch.StartNew();
+                var r = fitness.Screen(c.Canonical, ct)
+                        ?? throw new InvalidOperationException($"fitness returned null for {c.Key}");
+                if (r.Seconds <= 0) r = r with { Seconds = sw.Elapsed.TotalSeconds };
+                Interlocked.Increment(ref _fitnessCalls);
+                results[i] = store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2, r);
+            }
+            RunAll(todo, One);
+            foreach (int i in todo) _stored[cands[i].Key] = results[i];
+            return results;
+        }
+
+        void RunAll(List<int> items, Action<int> body)
+        {
+            if (batch == 1 || items.Count <= 1)
+            {
+                foreach (int i in items) { ct.ThrowIfCancellationRequested(); body(i); }
+                return;
+            }
+            try
+            {
+                Parallel.ForEach(items, new ParallelOptions { MaxDegreeOfParallelism = batch, CancellationToken = ct }, body);
+            }
+            catch (AggregateException ae) when (ae.InnerExceptions.Count > 0)
+            {
+                ExceptionDispatchInfo.Capture(ae.InnerExceptions[0]).Throw();
+            }
+        }
+
+        void Insert(Member m)
+        {
+            if (!(m.Eval.Screen.Valid && double.IsFinite(m.Eval.Screen.Perplexity))) return;
+            if (_pop.Count < o.Population) _pop.Add(m);
+            else if (m.Key < _pop[^1].Key) _pop[^1] = m; // steady state: replaces the worst only if strictly better
+            else return;
+            _pop.Sort(ByFitness);
+        }
+
+        void EndIteration(int t, Candidate? child, StoredEvaluation? e)
+        {
+            var ids = _pop.Select(m => m.Eval.Id).ToList();
+            if (_storedPops.TryGetValue(t, out var was) && !was.SequenceEqual(ids))
+                throw new InvalidOperationException(
+                    $"the replayed population at iteration {t} differs from the stored one: the run database was made by " +
+                    "a different version of the search or a non-deterministic fitness; start a new run");
+            var keys = _pop.Select(m => m.Key).ToArray();
+            var h = new HistoryPoint(t, keys.Length > 0 ? keys[0] : double.NaN, Median(keys), _pop.Count,
+                                     _evaluations, _duplicates, _skipped);
+            _history.Add(h);
+            store.SaveIteration(t, ids, h);
+            if (progress is null) return;
+            double rate = _fitnessCalls / Math.Max(1e-9, _clock.Elapsed.TotalSeconds);
+            string what = t == 0 ? "initial population"
+                : child is null ? "no child (attempts exhausted)"
+                : $"child {child.Key} -> {(e!.Screen.Valid ? e.Screen.Perplexity.ToString("0.###", CultureInfo.InvariantCulture) : "invalid: " + e.Screen.InvalidReason)}";
+            progress.Report(string.Create(CultureInfo.InvariantCulture,
+                $"iter {t}/{o.Iterations}  best {h.Best:0.###}  median {h.Median:0.###}  evals {_evaluations} (new {_fitnessCalls}, {rate:0.00}/s)  cache hits {_duplicates}  {what}"));
+        }
+
+        static double Median(double[] sorted)
+        {
+            if (sorted.Length == 0) return double.NaN;
+            int n = sorted.Length;
+            return n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        }
+
+        public SearchReport Finish()
+        {
+            // Re-check the leaders with the full fitness (stored, so a resumed run does not repeat them).
+            var leaders = _pop.Take(o.ReportTop).ToList();
+            var need = Enumerable.Range(0, leaders.Count).Where(i => _stored[leaders[i].Eval.Canonical].Full is null).ToList();
+            if (need.Count > 0) progress?.Report($"re-checking {need.Count} leaders with the full fitness");
+            RunAll(need, i =>
+            {
+                var m = leaders[i];
+                var sw = Stopwatch.StartNew();
+                var full = fitness.Full(m.Expr, ct) ?? throw new InvalidOperationException($"fitness returned null for {m.Expr}");
+                if (full.Seconds <= 0) full = full with { Seconds = sw.Elapsed.TotalSeconds };
+                store.SetFull(m.Eval.Id, full);
+                lock (_stored) _stored[m.Eval.Canonical] = _stored[m.Eval.Canonical] with { Full = full };
+            });
+            var top = leaders.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
+
+            var baselines = new List<BaselineResult>();
+            if (o.Baselines)
+            {
+                var storedBase = store.LoadBaselines();
+                foreach (var (name, expr) in BaselineMetrics)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (!storedBase.TryGetValue(name, out var b))
+                    {
+                        progress?.Report($"baseline {name} = {expr}");
+                        b = new BaselineResult(name, expr, fitness.Screen(expr, ct), fitness.Full(expr, ct));
+                        store.AddBaseline(b);
+                    }
+                    baselines.Add(b);
+                }
+            }
+
+            // Best: the leader that holds up on the full split; screen fitness decides ties and the no-full case.
+            CandidateResult? best = top.Where(c => c.Full is { Valid: true } f && double.IsFinite(f.Perplexity))
+                                       .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
+            var population = _pop.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
+            var report = new SearchReport(top, best, baselines, population, _history, _fitnessCalls, _evaluations, _duplicates,
+                                          new Dictionary<string, string>());
+            var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
+            if (best is not null)
+                progress?.Report($"best {best.Expr}  screen {best.Screen.Perplexity:0.###}  full {best.Full?.Perplexity:0.###}");
+            return report with { Files = files };
+        }
+
+        static CandidateResult ToResult(StoredEvaluation e, Expr canon) =>
+            new(e.Id, canon, e.Generated, e.Iteration, e.Parent1, e.Parent2, e.Screen, e.Full);
+    }
+}
