@@ -29,9 +29,9 @@ public static class BenchCommand
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
         var sw = Stopwatch.StartNew();
+        using var backend = o.Backend();
         using var session = new PruneSession(o.Session(), log, progress);
         double load = sw.Elapsed.TotalSeconds;
-        using var backend = new CpuBackend();
         _ = session.DenseStats;
         _ = session.Gradients;
 

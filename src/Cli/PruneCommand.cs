@@ -30,8 +30,8 @@ public static class PruneCommand
         var target = o.Target();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
+        using var backend = o.Backend();
         using var session = new PruneSession(o.Session(), log, progress);
-        using var backend = new CpuBackend();
         var report = session.Prune(metric, target, backend);
         progress.Done();
         if (!report.Valid) throw new PrunerZeroException($"metric {metric} is invalid: {report.InvalidReason}");

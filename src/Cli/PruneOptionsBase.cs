@@ -40,6 +40,23 @@ public abstract class PruneOptionsBase
     [Option("cache", HelpText = "Cache folder for gradients (default: $PZ_CACHE or ~/.cache/prunerzero).")]
     public string? Cache { get; set; }
 
+    [Option("device", Default = "cpu", HelpText = "Where metrics are scored and masked: cpu (fused SIMD) or cuda (ILGPU; fails clearly without a GPU).")]
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>The Kernels back end; a CUDA request on a machine without one is an error, never a silent fallback.</summary>
+    public Kernels.IMetricBackend Backend() => Device.ToLowerInvariant() switch
+    {
+        "cpu" => new Kernels.CpuBackend(),
+        "cuda" => CreateCuda(),
+        _ => throw new PrunerZeroException($"--device must be cpu or cuda, got '{Device}'"),
+    };
+
+    static Kernels.IMetricBackend CreateCuda()
+    {
+        try { return Kernels.IlgpuBackend.Create(preferCuda: true); }
+        catch (InvalidOperationException e) { throw new PrunerZeroException($"--device cuda: {e.Message}"); }
+    }
+
     public PruneTarget Target()
     {
         if (NM != null && Sparsity != null) throw new PrunerZeroException("give --sparsity or --nm, not both");

@@ -35,8 +35,8 @@ public static class ScoreCommand
         var target = o.Target();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
+        using var backend = o.Backend();
         using var session = new PruneSession(o.Session(), log, progress);
-        using var backend = new CpuBackend();
         var rows = new List<ScoreRow>();
         foreach (var line in lines)
         {

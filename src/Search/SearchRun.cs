@@ -189,7 +189,8 @@ public static class SearchRun
         Candidate? Accept(Expr generated, int t, int slot, int attempt, long? p1, long? p2)
         {
             var canon = Oos.Simplify(generated);
-            if (Oos.IsConstant(canon)) return null;
+            // OOS never grows a tree, but pulling neg towards the root can add a level.
+            if (Oos.IsConstant(canon) || Trees.Height(canon) > o.MaxHeight) return null;
             if (!_seen.Add(canon.ToString())) { _duplicates++; return null; }
             return new Candidate(generated, canon, t, slot, attempt, p1, p2);
         }
