@@ -28,8 +28,8 @@ public abstract class PruneOptionsBase
     [Option("calib-sampling", Default = "random", HelpText = "random (the reference's seeded sampling) or stride (evenly spaced windows).")]
     public string CalibSampling { get; set; } = "random";
 
-    [Option("seed", Default = 0, HelpText = "Seed of the random calibration sampling.")]
-    public int Seed { get; set; }
+    [Option("calib-seed", Default = 0, HelpText = "Seed of the random calibration sampling.")]
+    public int CalibSeed { get; set; }
 
     [Option("dataset", HelpText = "Evaluation data: wikitext2 (default), a wiki.*.raw file or a wikitext parquet file.")]
     public string? Dataset { get; set; }
@@ -76,7 +76,7 @@ public abstract class PruneOptionsBase
             "stride" => Runtime.Pruning.CalibSampling.Stride,
             _ => throw new PrunerZeroException($"--calib-sampling must be random or stride, got '{CalibSampling}'"),
         },
-        Seed = Seed,
+        Seed = CalibSeed,
         CacheDir = Cache ?? SessionOptions.DefaultCacheDir(),
         EvalWindows = Windows,
     };

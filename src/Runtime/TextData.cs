@@ -57,7 +57,7 @@ public static class TextData
         for (int g = 0; g < reader.RowGroupCount; g++)
         {
             using var rg = reader.OpenRowGroupReader(g);
-            var values = new string[rg.RowCount];
+            var values = new string?[rg.RowCount];
             await rg.ReadAsync(field, values.AsMemory(), null, default);
             rows.AddRange(values.Select(v => v ?? ""));
         }

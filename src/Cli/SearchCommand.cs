@@ -1,0 +1,112 @@
+using CommandLine;
+using PrunerZero.Kernels;
+using PrunerZero.Runtime;
+using PrunerZero.Runtime.Pruning;
+using PrunerZero.Search;
+
+namespace PrunerZero.Cli;
+
+[Verb("search", HelpText = "Search for a symbolic pruning metric by genetic programming (Pruner-Zero, Algorithm 1).")]
+public sealed class SearchOptionsCli : PruneOptionsBase
+{
+    [Option("run", Required = true, HelpText = "Run folder: search.db and the report files.")]
+    public string Run { get; set; } = "";
+
+    [Option("population", Default = 50)] public int Population { get; set; }
+    [Option("iterations", Default = 300)] public int Iterations { get; set; }
+    [Option("min-depth", Default = 3, HelpText = "Minimum tree height (a terminal has height 0), as DEAP counts depth.")] public int MinDepth { get; set; }
+    [Option("max-depth", Default = 5)] public int MaxDepth { get; set; }
+    [Option("top-k", Default = 10, HelpText = "Parents are drawn from the k best.")] public int TopK { get; set; }
+    [Option("mutation", Default = 0.5, HelpText = "Probability of node mutation.")] public double Mutation { get; set; }
+    [Option("seed", Default = 0, HelpText = "Seed of the search.")] public long Seed { get; set; }
+    [Option("resume", HelpText = "Continue the run in --run (its parameters must match).")] public bool Resume { get; set; }
+
+    [Option("screen-windows", Default = 32, HelpText = "Windows of the fast fitness, evenly spaced over the test split.")]
+    public int ScreenWindows { get; set; }
+
+    [Option("report-top", Default = 10, HelpText = "Leaders re-checked on the full test split and reported.")]
+    public int ReportTop { get; set; }
+}
+
+/// <summary>
+/// Search fitness: the model pruned one-shot with the candidate (X and G measured once on the dense model),
+/// then WikiText-2 perplexity: on evenly spaced screen windows, or on the full test split for leaders.
+/// One model in memory, so evaluations run one at a time (LibTorch already uses every core in the forward).
+/// </summary>
+public sealed class PruningFitness(PruneSession session, PruneTarget target, IMetricBackend backend, int screenWindows) : IFitness
+{
+    readonly Lock _lock = new();
+
+    public string Protocol =>
+        $"{session.Protocol(target)} pruning=one-shot(dense X, G) screen_windows={screenWindows}(spread) full=all windows";
+
+    public int MaxParallelism => 1;
+
+    public FitnessResult Screen(Expr metric, CancellationToken ct) => Evaluate(metric, screenWindows);
+
+    public FitnessResult Full(Expr metric, CancellationToken ct) => Evaluate(metric, null);
+
+    FitnessResult Evaluate(Expr metric, int? windows)
+    {
+        lock (_lock)
+        {
+            using var range = Nvtx.Range(windows is null ? "search full check" : "search iteration");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var report = session.PruneOneShot(metric, target, backend);
+            if (!report.Valid) return FitnessResult.Invalid(report.InvalidReason ?? "invalid", sw.Elapsed.TotalSeconds);
+            var ppl = session.Evaluate(windows, spread: windows is not null);
+            if (!double.IsFinite(ppl.Perplexity)) return FitnessResult.Invalid($"perplexity is {ppl.Perplexity}", sw.Elapsed.TotalSeconds);
+            return new FitnessResult(true, ppl.Perplexity, null, sw.Elapsed.TotalSeconds);
+        }
+    }
+}
+
+public static class SearchCommand
+{
+    public static int Run(SearchOptionsCli o)
+    {
+        var target = o.Target();
+        var progress = new ProgressLine();
+        var log = new ProgressAwareWriter(progress, Console.Error);
+        using var backend = o.Backend();
+        using var session = new PruneSession(o.Session() with { EvalWindows = null }, log, progress);
+        var fitness = new PruningFitness(session, target, backend, o.ScreenWindows);
+        log.WriteLine($"search: population {o.Population}, iterations {o.Iterations}, height {o.MinDepth}..{o.MaxDepth}, top-k {o.TopK}, mutation {o.Mutation}, seed {o.Seed}");
+        log.WriteLine($"fitness: {fitness.Protocol}");
+
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); log.WriteLine("stopping after the current evaluation; continue with --resume"); };
+        SearchReport report;
+        try
+        {
+            report = SearchRun.Run(new Search.SearchOptions
+            {
+                RunDir = o.Run, Population = o.Population, Iterations = o.Iterations, MinHeight = o.MinDepth, MaxHeight = o.MaxDepth,
+                TopK = o.TopK, Mutation = o.Mutation, Seed = o.Seed, Resume = o.Resume, ReportTop = o.ReportTop,
+                Protocol = $"target={target}",
+            }, fitness, new SearchProgress(log), cts.Token);
+        }
+        catch (RunParametersMismatchException e) { throw new PrunerZeroException(e.Message); }
+        catch (ArgumentException e) { throw new PrunerZeroException(e.Message); }
+        catch (OperationCanceledException) { throw new PrunerZeroException($"search stopped; resume with --resume --run {o.Run}"); }
+        progress.Done();
+
+        Console.WriteLine(fitness.Protocol);
+        Console.WriteLine($"{"rank",4}  {"screen ppl",10}  {"full ppl",10}  metric");
+        int rank = 1;
+        foreach (var c in report.Top)
+            Console.WriteLine($"{rank++,4}  {c.Screen.Perplexity,10:0.000}  {(c.Full is { Valid: true } f ? f.Perplexity.ToString("0.000") : "-"),10}  {c.Expr}");
+        foreach (var b in report.Baselines)
+            Console.WriteLine($"{"base",4}  {b.Screen.Perplexity,10:0.000}  {b.Full.Perplexity,10:0.000}  {b.Name} = {b.Expr}");
+        if (report.Best is { } best) Console.WriteLine($"best: {best.Expr}  (full perplexity {best.Full?.Perplexity:0.000})");
+        Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}");
+        foreach (var (kind, path) in report.Files) Console.WriteLine($"{kind}: {path}");
+        return 0;
+    }
+
+    /// <summary>The search's own lines are kept (one per iteration); the session's per-window lines are not repeated here.</summary>
+    sealed class SearchProgress(TextWriter log) : IProgress<string>
+    {
+        public void Report(string value) => log.WriteLine(value);
+    }
+}
