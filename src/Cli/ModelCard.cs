@@ -31,12 +31,12 @@ rotate-half RoPE, grouped-query attention ({config.NumHeads} heads, {config.NumK
 | vocabulary | {config.VocabSize} (byte-level BPE trained by `prunerzero train`) |
 | context (max_position_embeddings) | {config.MaxPositionEmbeddings} |
 | training steps × batch × seqlen | {training["steps"]} × {training["batch"]} × {training["seqlen"]} |
-| tokens seen | {training["tokens_seen"]:N0} (training text: {training["train_tokens"]} tokens) |
+| tokens seen | {training["tokens_seen"]!.GetValue<long>():N0} (training text: {training["train_tokens"]!.GetValue<long>():N0} tokens) |
 | final training loss (mean of last 50 steps) | {training["final_loss_mean_last_50"]!.GetValue<double>():0.0000} |
 | **WikiText-2 test perplexity** | **{r.Perplexity:0.00}** ({r.Windows} windows × {r.Seqlen} tokens, float32) |
 | **WikiText-2 test bits per byte** | **{r.BitsPerByte:0.000}** |
 
-Reproduce (about 25 minutes on 2 cores):
+Reproduce (about 24 minutes on an idle 2-core machine: 3.3 M tokens at about 2,300 tokens/s; the tokenizer takes seconds):
 
 ```
 {command}
