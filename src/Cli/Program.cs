@@ -10,8 +10,9 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, TrainOptionsCli>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
+                (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
                 (BenchOptions o) => BenchCommand.Run(o),
                 (PruneOptions o) => PruneCommand.Run(o),
