@@ -28,6 +28,7 @@ public static class PruneCommand
     {
         var metric = PruneOptionsBase.ParseMetric(o.Metric);
         var target = o.Target();
+        var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
         using var backend = o.Backend();
@@ -52,6 +53,13 @@ public static class PruneCommand
             ppl = session.Evaluate();
             progress.Done();
         }
+        Runtime.ZeroShot.ZeroShotReport? zs = null;
+        if (zeroShotTasks != null)
+        {
+            zs = Runtime.ZeroShot.ZeroShotEvaluator.Run(session.Model, session.Tokenizer, zeroShotTasks, o.ZeroShotLimit, progress);
+            progress.Done();
+            Console.Error.WriteLine(zs.Describe());
+        }
         if (o.Json)
         {
             Console.WriteLine(JsonSerializer.Serialize(new
@@ -59,12 +67,14 @@ public static class PruneCommand
                 metric = metric.ToString(), target = target.ToString(), protocol = session.Protocol(target),
                 sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
                 perplexity = ppl?.Perplexity, bits_per_byte = ppl?.BitsPerByte, windows = ppl?.Windows, out_dir = o.Out,
+                zeroshot_mean_acc = zs?.MeanAcc,
             }));
         }
         else
         {
             Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}) -> {o.Out}");
             if (ppl != null) Console.WriteLine($"{ppl.Describe()} metric={metric} target={target} {session.Calibration.Describe()}");
+            if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks{(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")}");
         }
         return 0;
     }

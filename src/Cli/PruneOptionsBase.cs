@@ -40,6 +40,23 @@ public abstract class PruneOptionsBase
     [Option("cache", HelpText = "Cache folder for gradients (default: $PZ_CACHE or ~/.cache/prunerzero).")]
     public string? Cache { get; set; }
 
+    [Option("zeroshot", HelpText = "Also report zero-shot accuracy (mean acc over the tasks; see the zeroshot verb).")]
+    public bool ZeroShot { get; set; }
+
+    [Option("zeroshot-tasks", Separator = ',', HelpText = "Tasks for --zeroshot (default: all).")]
+    public IEnumerable<string>? ZeroShotTasks { get; set; }
+
+    [Option("zeroshot-limit", HelpText = "First N items of each task for --zeroshot.")]
+    public int? ZeroShotLimit { get; set; }
+
+    /// <summary>The --zeroshot tasks, loaded (and checked) before any weights are; null when not asked for.</summary>
+    public IReadOnlyList<Runtime.ZeroShot.ZeroShotTask>? LoadZeroShotTasks()
+    {
+        if (!ZeroShot) return null;
+        if (ZeroShotLimit is <= 0) throw new PrunerZeroException($"--zeroshot-limit must be positive, got {ZeroShotLimit}");
+        return ZeroShotCommand.LoadTasks(ZeroShotTasks?.ToList() is { Count: > 0 } t ? t : null);
+    }
+
     [Option("device", Default = "cpu", HelpText = "Where metrics are scored and masked: cpu (fused SIMD) or cuda (ILGPU; fails clearly without a GPU).")]
     public string Device { get; set; } = "cpu";
 

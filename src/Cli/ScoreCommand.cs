@@ -21,7 +21,8 @@ public sealed class ScoreOptions : PruneOptionsBase
     public string? Csv { get; set; }
 }
 
-public sealed record ScoreRow(string Line, string? Metric, bool Valid, string? Reason, double? Sparsity, double? Perplexity, double? BitsPerByte, double Seconds);
+public sealed record ScoreRow(string Line, string? Metric, bool Valid, string? Reason, double? Sparsity, double? Perplexity, double? BitsPerByte, double Seconds,
+    double? ZeroShotMeanAcc = null);
 
 public static class ScoreCommand
 {
@@ -33,6 +34,7 @@ public static class ScoreCommand
             .Where(l => l.Length > 0).ToList();
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");
         var target = o.Target();
+        var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
         using var backend = o.Backend();
@@ -57,7 +59,9 @@ public static class ScoreCommand
                 continue;
             }
             var ppl = session.Evaluate();
-            rows.Add(new ScoreRow(line, metric.ToString(), true, null, report.Overall, ppl.Perplexity, ppl.BitsPerByte, sw.Elapsed.TotalSeconds));
+            double? zs = zeroShotTasks is null ? null
+                : Runtime.ZeroShot.ZeroShotEvaluator.Run(session.Model, session.Tokenizer, zeroShotTasks, o.ZeroShotLimit, progress).MeanAcc;
+            rows.Add(new ScoreRow(line, metric.ToString(), true, null, report.Overall, ppl.Perplexity, ppl.BitsPerByte, sw.Elapsed.TotalSeconds, zs));
             log.WriteLine($"{metric}: perplexity {ppl.Perplexity:0.000} at sparsity {report.Overall:0.0000} ({sw.Elapsed.TotalSeconds:0.0} s)");
         }
         progress.Done();
@@ -68,14 +72,18 @@ public static class ScoreCommand
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 protocol,
-                rows = sorted.Select(r => new { line = r.Line, metric = r.Metric, valid = r.Valid, reason = r.Reason, sparsity = r.Sparsity, perplexity = r.Perplexity, bits_per_byte = r.BitsPerByte, seconds = r.Seconds }),
+                rows = sorted.Select(r => new { line = r.Line, metric = r.Metric, valid = r.Valid, reason = r.Reason, sparsity = r.Sparsity, perplexity = r.Perplexity, bits_per_byte = r.BitsPerByte, zeroshot_mean_acc = r.ZeroShotMeanAcc, seconds = r.Seconds }),
             }));
         else
         {
             Console.WriteLine(protocol);
-            Console.WriteLine($"{"metric",-44} {"valid",5} {"sparsity",8} {"perplexity",11} {"seconds",8}");
+            string zsHead = zeroShotTasks is null ? "" : $" {"0-shot acc",10}";
+            Console.WriteLine($"{"metric",-44} {"valid",5} {"sparsity",8} {"perplexity",11}{zsHead} {"seconds",8}");
             foreach (var r in sorted)
-                Console.WriteLine($"{Trunc(r.Metric ?? r.Line, 44),-44} {(r.Valid ? "yes" : "no"),5} {Fmt(r.Sparsity, "0.0000"),8} {Fmt(r.Perplexity, "0.000"),11} {r.Seconds,8:0.0}{(r.Valid ? "" : "  " + r.Reason)}");
+            {
+                string zs = zeroShotTasks is null ? "" : $" {Fmt(r.ZeroShotMeanAcc, "0.0000"),10}";
+                Console.WriteLine($"{Trunc(r.Metric ?? r.Line, 44),-44} {(r.Valid ? "yes" : "no"),5} {Fmt(r.Sparsity, "0.0000"),8} {Fmt(r.Perplexity, "0.000"),11}{zs} {r.Seconds,8:0.0}{(r.Valid ? "" : "  " + r.Reason)}");
+            }
         }
         return 0;
     }
@@ -85,10 +93,10 @@ public static class ScoreCommand
 
     static string Csv(List<ScoreRow> rows)
     {
-        var sb = new StringBuilder("metric,valid,sparsity,perplexity,bits_per_byte,seconds,reason\n");
+        var sb = new StringBuilder("metric,valid,sparsity,perplexity,bits_per_byte,zeroshot_mean_acc,seconds,reason\n");
         static string Q(string? s) => s is null ? "" : "\"" + s.Replace("\"", "\"\"") + "\"";
         foreach (var r in rows)
-            sb.Append(CultureInfo.InvariantCulture, $"{Q(r.Metric ?? r.Line)},{r.Valid},{r.Sparsity},{r.Perplexity},{r.BitsPerByte},{r.Seconds:0.000},{Q(r.Reason)}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"{Q(r.Metric ?? r.Line)},{r.Valid},{r.Sparsity},{r.Perplexity},{r.BitsPerByte},{r.ZeroShotMeanAcc},{r.Seconds:0.000},{Q(r.Reason)}\n");
         return sb.ToString();
     }
 }

@@ -2,7 +2,7 @@
 // it is evaluated. The canonical form's ToString() is the evaluation cache key, so equivalent
 // candidates are evaluated once.
 //
-// Every rule must be an identity of the *protected* primitives (see Kernels/METRICS.md), exact or
+// Every rule must be an identity of the *protected* primitives (see the metric language in README.md), exact or
 // exact up to float rounding, assuming finite intermediate values and the terminals' contract
 // (W, G, X >= 0). The rule table with the justification of each rule is in SEARCH.md; the names
 // below are the ones that table and the property tests use.

@@ -8,7 +8,7 @@ namespace PrunerZero.Runtime.ZeroShot;
 /// <summary>
 /// Readers for the zero-shot tasks that pruning papers report, with the prompts, answer strings and gold
 /// labels of lm-evaluation-harness v0.4.x (the same formats as the v0.3 `hf-causal-experimental` harness that
-/// Wanda and Pruner-Zero ran). Each reader takes the task's real file format; TASKS.md documents each task.
+/// Wanda and Pruner-Zero ran). Each reader takes the task's real file format; README.md (the zeroshot verb) documents each task.
 /// Every multiple-choice continuation is " " + choice (the harness's target_delimiter).
 /// </summary>
 public static partial class ZeroShotTasks
