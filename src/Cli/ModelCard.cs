@@ -36,7 +36,7 @@ rotate-half RoPE, grouped-query attention ({config.NumHeads} heads, {config.NumK
 | **WikiText-2 test perplexity** | **{r.Perplexity:0.00}** ({r.Windows} windows × {r.Seqlen} tokens, float32) |
 | **WikiText-2 test bits per byte** | **{r.BitsPerByte:0.000}** |
 
-Reproduce (about 24 minutes on an idle 2-core machine: 3.3 M tokens at about 2,300 tokens/s; the tokenizer takes seconds):
+Reproduce ({training["seconds"]!.GetValue<double>() / 60:0.0} minutes for the training run that made it, {training["tokens_seen"]!.GetValue<long>() / training["seconds"]!.GetValue<double>():N0} tokens/s):
 
 ```
 {command}

@@ -160,6 +160,7 @@ public static class LlamaTrainer
             ["preset"] = preset.Name, ["seed"] = o.Seed, ["steps"] = steps, ["batch"] = preset.Batch, ["seqlen"] = preset.Seqlen,
             ["tokens_seen"] = steps * tokensPerStep, ["train_tokens"] = stream.Length,
             ["final_loss_mean_last_50"] = final, ["parameters"] = config.ParameterCount,
+            ["seconds"] = clock.Elapsed.TotalSeconds,   // this process only; a resumed run counts from its resume
             ["losses"] = new JsonArray(losses.Select(x => (JsonNode)new JsonArray(x.Step, x.Loss)).ToArray()),
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = false }));
         log.WriteLine($"trained {steps} steps, {steps * tokensPerStep} tokens seen, final loss {final:0.0000} (mean of the last 50 steps)");
