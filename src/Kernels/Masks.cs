@@ -28,7 +28,9 @@ public static class Masks
 
     /// <summary>
     /// In each row, prune exactly k = floor(cols·sparsity) lowest scores (ties: lower column first).
-    /// Radix select on the key (11 + 11 + 10 bits, three histogram passes), no sort. Parallel over rows.
+    /// Radix select on the key, 8 bits a pass from the top, no sort; after each pass only the keys in the
+    /// bucket holding rank k go on (gathered into a scratch array), so later passes touch few elements.
+    /// Parallel over rows.
     /// </summary>
     public static unsafe void Unstructured(ReadOnlySpan<float> scores, int rows, int cols, double sparsity, Span<byte> prune)
     {
@@ -40,45 +42,74 @@ public static class Masks
             nint s = (nint)ps, p = (nint)pp;
             int rpc = Math.Max(1, (1 << 14) / cols);
             int chunks = (rows + rpc - 1) / rpc;
-            Parallel.For(0, chunks, () => (new uint[cols], new int[2048]), (ci, _, scratch) =>
+            Parallel.For(0, chunks, () => new RowScratch(cols), (ci, _, scratch) =>
             {
                 int r1 = Math.Min(rows, (ci + 1) * rpc);
                 for (int r = ci * rpc; r < r1; r++)
                 {
                     long off = (long)r * cols;
-                    SelectRow((float*)s + off, (byte*)p + off, cols, k, scratch.Item1, scratch.Item2);
+                    SelectRow((float*)s + off, (byte*)p + off, cols, k, scratch);
                 }
                 return scratch;
             }, _ => { });
         }
     }
 
-    static unsafe void SelectRow(float* s, byte* p, int cols, int k, uint[] keys, int[] hist)
+    sealed class RowScratch(int cols)
+    {
+        public readonly uint[] Keys = new uint[cols];
+        public readonly uint[] Candidates = new uint[cols];
+        // Four interleaved histograms: consecutive equal digits (common: scores of a row share exponents)
+        // then increment different counters instead of waiting on one.
+        public readonly int[] Hist = new int[4 * 256];
+    }
+
+    static unsafe void SelectRow(float* s, byte* p, int cols, int k, RowScratch scratch)
     {
         if (k == 0) { new Span<byte>(p, cols).Clear(); return; }
         if (k == cols) { new Span<byte>(p, cols).Fill(1); return; }
+        uint[] keys = scratch.Keys, cand = scratch.Candidates;
+        int[] hist = scratch.Hist;
         for (int c = 0; c < cols; c++) keys[c] = Key(s[c]);
 
-        // Find T = the key of rank k-1, digit by digit from the top; `target` ends as the rank of the
-        // k-th element among the elements whose key equals T.
-        uint prefix = 0, mask = 0;
+        // T = the key of rank k-1, found digit by digit from the top; `target` ends as the rank, among the
+        // elements whose key equals T, of the last one pruned.
         int target = k - 1;
-        ReadOnlySpan<(int Shift, int Bits)> passes = [(21, 11), (10, 11), (0, 10)];
-        foreach (var (shift, bits) in passes)
+        uint[] src = keys;
+        int n = cols;
+        uint t = 0;
+        for (int shift = 24; shift >= 0; shift -= 8)
         {
-            int nb = 1 << bits;
-            Array.Clear(hist, 0, nb);
-            for (int c = 0; c < cols; c++)
+            Array.Clear(hist);
+            int i = 0;
+            for (; i + 4 <= n; i += 4)
             {
-                uint key = keys[c];
-                if ((key & mask) == prefix) hist[(key >> shift) & (uint)(nb - 1)]++;
+                hist[(int)((src[i] >> shift) & 0xFF)]++;
+                hist[256 + (int)((src[i + 1] >> shift) & 0xFF)]++;
+                hist[512 + (int)((src[i + 2] >> shift) & 0xFF)]++;
+                hist[768 + (int)((src[i + 3] >> shift) & 0xFF)]++;
             }
+            for (; i < n; i++) hist[(int)((src[i] >> shift) & 0xFF)]++;
             int b = 0;
-            while (target >= hist[b]) { target -= hist[b]; b++; }
-            prefix |= (uint)b << shift;
-            mask |= (uint)(nb - 1) << shift;
+            for (; ; b++)
+            {
+                int count = hist[b] + hist[256 + b] + hist[512 + b] + hist[768 + b];
+                if (target < count) break;
+                target -= count;
+            }
+            t |= (uint)b << shift;
+            if (shift == 0) break;
+            // Keep only the keys in bucket b (they all share the digits found so far).
+            int m = 0;
+            for (int j = 0; j < n; j++)
+            {
+                uint key = src[j];
+                cand[m] = key;
+                m += ((key >> shift) & 0xFF) == (uint)b ? 1 : 0;
+            }
+            src = cand;
+            n = m;
         }
-        uint t = prefix;
         int ties = target + 1; // elements equal to T that are pruned, taken in column order
         for (int c = 0; c < cols; c++)
         {
