@@ -3,6 +3,7 @@
 // mapped to the lowest key, so NaN scores are pruned first); among equal keys the lower column index
 // ranks lower (is pruned first). Masks are therefore fully deterministic.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace PrunerZero.Kernels;
 
@@ -28,9 +29,10 @@ public static class Masks
 
     /// <summary>
     /// In each row, prune exactly k = floor(cols·sparsity) lowest scores (ties: lower column first).
-    /// Radix select on the key, 8 bits a pass from the top, no sort; after each pass only the keys in the
-    /// bucket holding rank k go on (gathered into a scratch array), so later passes touch few elements.
-    /// Parallel over rows.
+    /// Radix select on the key, no sort: one vectorised pass turns scores into keys while an 11-bit
+    /// histogram of the top digit is built; only the keys in the bucket holding rank k go on (with their
+    /// columns, in column order), so the later digits touch a few percent of the row; a last vectorised
+    /// pass writes the mask. Parallel over rows.
     /// </summary>
     public static unsafe void Unstructured(ReadOnlySpan<float> scores, int rows, int cols, double sparsity, Span<byte> prune)
     {
@@ -55,69 +57,125 @@ public static class Masks
         }
     }
 
+    const int DigitBits = 11;
+    const int Bins = 1 << DigitBits;
+
     sealed class RowScratch(int cols)
     {
         public readonly uint[] Keys = new uint[cols];
-        public readonly uint[] Candidates = new uint[cols];
-        // Four interleaved histograms: consecutive equal digits (common: scores of a row share exponents)
-        // then increment different counters instead of waiting on one.
-        public readonly int[] Hist = new int[4 * 256];
+        public readonly uint[] CandKeys = new uint[cols];
+        public readonly int[] CandCols = new int[cols];
+        public readonly int[] Hist = new int[Bins];
+    }
+
+    /// <summary>Vector form of <see cref="Key"/>: NaN → 0, −0 → +0, then flip so unsigned order = float order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<uint> Keys(Vector256<float> f)
+    {
+        var b = f.AsUInt32();
+        var signBit = Vector256.Create(0x8000_0000u);
+        b = Vector256.AndNot(b, Vector256.Equals(b, signBit));                  // −0 → +0
+        var neg = Vector256.ShiftRightArithmetic(b.AsInt32(), 31).AsUInt32();  // all ones where negative
+        var key = b ^ (neg | signBit);
+        return Vector256.AndNot(key, ~Vector256.Equals(f, f).AsUInt32());     // NaN → 0
     }
 
     static unsafe void SelectRow(float* s, byte* p, int cols, int k, RowScratch scratch)
     {
         if (k == 0) { new Span<byte>(p, cols).Clear(); return; }
         if (k == cols) { new Span<byte>(p, cols).Fill(1); return; }
-        uint[] keys = scratch.Keys, cand = scratch.Candidates;
+        uint[] keys = scratch.Keys;
         int[] hist = scratch.Hist;
-        for (int c = 0; c < cols; c++) keys[c] = Key(s[c]);
+        const int top = 32 - DigitBits;
+
+        // Pass 1: keys and the histogram of their top digit.
+        Array.Clear(hist);
+        int c = 0;
+        fixed (uint* pk = keys)
+        {
+            for (; c + 8 <= cols; c += 8) Keys(Vector256.Load(s + c)).Store(pk + c);
+        }
+        for (; c < cols; c++) keys[c] = Key(s[c]);
+        for (c = 0; c < cols; c++) hist[(int)(keys[c] >> top)]++;
 
         // T = the key of rank k-1, found digit by digit from the top; `target` ends as the rank, among the
         // elements whose key equals T, of the last one pruned.
         int target = k - 1;
-        uint[] src = keys;
-        int n = cols;
-        uint t = 0;
-        for (int shift = 24; shift >= 0; shift -= 8)
+        int b = Bucket(hist, ref target);
+        uint t = (uint)b << top;
+
+        // Pass 2: gather the keys of bucket b with their columns (vectorised scan; most blocks hold none).
+        uint[] ck = scratch.CandKeys;
+        int[] cc = scratch.CandCols;
+        int n = 0;
+        fixed (uint* pk = keys)
         {
-            Array.Clear(hist);
-            int i = 0;
-            for (; i + 4 <= n; i += 4)
+            var want = Vector256.Create((uint)b);
+            c = 0;
+            for (; c + 8 <= cols; c += 8)
             {
-                hist[(int)((src[i] >> shift) & 0xFF)]++;
-                hist[256 + (int)((src[i + 1] >> shift) & 0xFF)]++;
-                hist[512 + (int)((src[i + 2] >> shift) & 0xFF)]++;
-                hist[768 + (int)((src[i + 3] >> shift) & 0xFF)]++;
+                uint bits = Vector256.Equals(Vector256.ShiftRightLogical(Vector256.Load(pk + c), top), want).ExtractMostSignificantBits();
+                while (bits != 0)
+                {
+                    int j = c + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                    ck[n] = pk[j]; cc[n] = j; n++;
+                    bits &= bits - 1;
+                }
             }
-            for (; i < n; i++) hist[(int)((src[i] >> shift) & 0xFF)]++;
-            int b = 0;
-            for (; ; b++)
-            {
-                int count = hist[b] + hist[256 + b] + hist[512 + b] + hist[768 + b];
-                if (target < count) break;
-                target -= count;
-            }
-            t |= (uint)b << shift;
-            if (shift == 0) break;
-            // Keep only the keys in bucket b (they all share the digits found so far).
-            int m = 0;
-            for (int j = 0; j < n; j++)
-            {
-                uint key = src[j];
-                cand[m] = key;
-                m += ((key >> shift) & 0xFF) == (uint)b ? 1 : 0;
-            }
-            src = cand;
-            n = m;
+            for (; c < cols; c++) if (pk[c] >> top == (uint)b) { ck[n] = pk[c]; cc[n] = c; n++; }
         }
-        int ties = target + 1; // elements equal to T that are pruned, taken in column order
-        for (int c = 0; c < cols; c++)
+
+        // Remaining digits (bits 20..10, then 9..0) on the candidates only; gathering keeps column order.
+        for (int hi = top; hi > 0;)
         {
-            uint key = keys[c];
-            byte v = 0;
-            if (key < t) v = 1;
-            else if (key == t && ties > 0) { v = 1; ties--; }
-            p[c] = v;
+            int shift = Math.Max(0, hi - DigitBits);
+            uint digitMask = (1u << (hi - shift)) - 1;
+            Array.Clear(hist, 0, (int)digitMask + 1);
+            for (int i = 0; i < n; i++) hist[(int)((ck[i] >> shift) & digitMask)]++;
+            int d = Bucket(hist, ref target);
+            t |= (uint)d << shift;
+            int m = 0;
+            for (int i = 0; i < n; i++)
+            {
+                uint key = ck[i];
+                int col = cc[i];
+                ck[m] = key; cc[m] = col;
+                m += ((key >> shift) & digitMask) == (uint)d ? 1 : 0;
+            }
+            n = m;
+            hi = shift;
+        }
+
+        // Pass 3: prune every key below T (vectorised), then the first target+1 columns whose key equals T.
+        fixed (uint* pk = keys)
+        {
+            var tv = Vector256.Create(t);
+            var one = Vector256.Create((byte)1);
+            c = 0;
+            for (; c + 32 <= cols; c += 32)
+            {
+                var l0 = Vector256.LessThan(Vector256.Load(pk + c), tv);
+                var l1 = Vector256.LessThan(Vector256.Load(pk + c + 8), tv);
+                var l2 = Vector256.LessThan(Vector256.Load(pk + c + 16), tv);
+                var l3 = Vector256.LessThan(Vector256.Load(pk + c + 24), tv);
+                var w0 = Vector256.Narrow(l0, l1);
+                var w1 = Vector256.Narrow(l2, l3);
+                (Vector256.Narrow(w0, w1) & one).Store(p + c);
+            }
+            for (; c < cols; c++) p[c] = pk[c] < t ? (byte)1 : (byte)0;
+        }
+        for (int i = 0; i <= target; i++) p[cc[i]] = 1; // the candidates left all have key T, in column order
+    }
+
+    /// <summary>The bucket holding rank `target` in the histogram; `target` becomes the rank inside it.</summary>
+    static int Bucket(int[] hist, ref int target)
+    {
+        int b = 0;
+        for (; ; b++)
+        {
+            int count = hist[b];
+            if (target < count) return b;
+            target -= count;
         }
     }
 

@@ -103,6 +103,29 @@ public class MaskTests
     }
 
     [Fact]
+    public void RadixSelectOnContinuousAndNearlyEqualScores()
+    {
+        // Continuous scores of both signs reach every digit of the key; scores a few ulps apart (one
+        // exponent, shuffled) differ only in the lowest digit; odd widths exercise the scalar tails.
+        var rng = new Random(13);
+        foreach (var (rows, cols) in new[] { (5, 4096), (9, 1001), (4, 33) })
+        {
+            var gauss = new float[rows * cols];
+            for (int i = 0; i < gauss.Length; i++)
+                gauss[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()) * 0.02);
+            var ulps = new float[rows * cols];
+            for (int i = 0; i < ulps.Length; i++)
+                ulps[i] = BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(1.5f) + (uint)rng.Next(3 * cols / 2));
+            foreach (var s in new[] { gauss, ulps })
+            {
+                var d = s.Select(v => (double)v).ToArray();
+                foreach (var sp in new[] { 0.5, 0.3, 0.97 })
+                    Assert.Equal(ReferenceScorer.MaskUnstructured(d, rows, cols, sp), Unstructured(s, rows, cols, sp));
+            }
+        }
+    }
+
+    [Fact]
     public void NMTwoFourExact()
     {
         float[] s = [4, 1, 3, 2, 0, 0, 0, 0,
