@@ -1,46 +1,62 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace PrunerZero.Runtime;
 
 /// <summary>
 /// A checkpoint's tokenizer through Microsoft.ML.Tokenizers: `tokenizer.model` (SentencePiece, as LLaMA-1/2
-/// ship it) or `tokenizer.json` (byte-level BPE). Text is encoded without special tokens and BOS is put
-/// once at the start, as the HF LLaMA tokenizer does for one string.
+/// ship it) or `tokenizer.json` (byte-level BPE). <see cref="Encode"/> adds the special tokens that
+/// Hugging Face's tokenizer adds to one string (BOS once at the start for LLaMA), decided as transformers
+/// decides it:
+/// - LlamaTokenizer(Fast) (also when tokenizer_config.json names no class: AutoTokenizer then picks it for
+///   model_type llama and mistral), CodeLlama and Gemma tokenizers: BOS if `add_bos_token` (default true),
+///   EOS if `add_eos_token` (default false); the tokens are `bos_token` / `eos_token` of tokenizer_config.json.
+/// - any other class (PreTrainedTokenizerFast, GPT2TokenizerFast, ...): the `post_processor` of
+///   tokenizer.json (TemplateProcessing's `single` template, also inside a Sequence; ByteLevel or none adds
+///   nothing), unless tokenizer_config.json sets `add_bos_token` / `add_eos_token` explicitly.
 /// </summary>
 public sealed class TextTokenizer
 {
     public static readonly string[] Files =
         ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
-    // GPT-2's pre-tokenizer pattern, which HF's ByteLevel pre-tokenizer uses when use_regex is true.
-    const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-
     readonly Tokenizer _tok;
+    readonly int[] _prefix, _suffix;
+    /// <summary>The BOS id (null if the tokenizer has none), whether or not <see cref="Encode"/> adds it.</summary>
     public int? BosId { get; }
-    public bool AddBos { get; }
+    public bool AddBos => _prefix.Length == 1 && _prefix[0] == BosId;
     public string Kind { get; }
+    /// <summary>The special tokens put around every encoded string, for reports: e.g. "BOS 1" or "none".</summary>
+    public string SpecialsDescription =>
+        _prefix.Length + _suffix.Length == 0 ? "no special tokens added"
+        : $"adds [{string.Join(", ", _prefix)}] before and [{string.Join(", ", _suffix)}] after the text";
 
-    TextTokenizer(Tokenizer tok, int? bosId, bool addBos, string kind)
+    TextTokenizer(Tokenizer tok, int? bosId, int[] prefix, int[] suffix, string kind)
     {
         _tok = tok;
         BosId = bosId;
-        AddBos = addBos && bosId.HasValue;
+        _prefix = prefix;
+        _suffix = suffix;
         Kind = kind;
     }
+
+    static readonly string[] LlamaClasses = ["LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"];
 
     public static TextTokenizer Load(string dir, LlamaConfig? config = null)
     {
         Checkpoint.RequireDirectory(dir);
         string spm = Path.Combine(dir, "tokenizer.model"), json = Path.Combine(dir, "tokenizer.json");
         var tc = ReadJson(Path.Combine(dir, "tokenizer_config.json"));
-        bool addBos = tc?["add_bos_token"] is JsonValue ab && ab.TryGetValue<bool>(out var b) ? b : true;
+        var stm = ReadJson(Path.Combine(dir, "special_tokens_map.json"));
+        bool? addBos = Bool(tc, "add_bos_token"), addEos = Bool(tc, "add_eos_token");
+        string? bosText = TokenText(tc?["bos_token"]) ?? TokenText(stm?["bos_token"]);
+        string? eosText = TokenText(tc?["eos_token"]) ?? TokenText(stm?["eos_token"]);
+        string klass = tc?["tokenizer_class"] is JsonValue kv ? kv.GetValue<string>() : "";
 
         if (File.Exists(spm))
         {
-            Tokenizer tok;
+            SentencePieceTokenizer tok;
             try
             {
                 using var s = File.OpenRead(spm);
@@ -50,12 +66,30 @@ public sealed class TextTokenizer
             {
                 throw new PrunerZeroException($"{spm}: cannot read SentencePiece model ({e.Message})");
             }
-            int? bos = config?.BosTokenId ?? ((SentencePieceTokenizer)tok).BeginningOfSentenceId;
-            return new TextTokenizer(tok, bos, addBos, "sentencepiece");
+            // LlamaTokenizer's defaults: bos "<s>", eos "</s>", add_bos_token true, add_eos_token false.
+            int? bos = Piece(tok, bosText ?? "<s>") ?? config?.BosTokenId ?? tok.BeginningOfSentenceId;
+            int? eos = Piece(tok, eosText ?? "</s>") ?? config?.EosTokenId ?? tok.EndOfSentenceId;
+            return new TextTokenizer(tok, bos, Specials(addBos ?? true, bos, "BOS", spm), Specials(addEos ?? false, eos, "EOS", spm), "sentencepiece");
         }
-        if (File.Exists(json)) return FromTokenizerJson(json, config, addBos);
+        if (File.Exists(json)) return FromTokenizerJson(json, config, klass, addBos, addEos, bosText, eosText);
         throw new PrunerZeroException($"{dir}: no tokenizer (expected tokenizer.model or tokenizer.json)");
+
+        static int? Piece(SentencePieceTokenizer tok, string piece) =>
+            tok.Vocabulary.TryGetValue(piece, out int id) ? id : null;
     }
+
+    static int[] Specials(bool add, int? id, string what, string path) =>
+        !add ? [] : id is int i ? [i] : throw new PrunerZeroException($"{path}: the tokenizer adds {what} but has no {what} token");
+
+    static bool? Bool(JsonObject? o, string key) => o?[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+
+    /// <summary>A special token as tokenizer_config.json writes it: a string or an AddedToken object.</summary>
+    static string? TokenText(JsonNode? n) => n switch
+    {
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        JsonObject o => o["content"]?.GetValue<string>(),
+        _ => null,
+    };
 
     static JsonObject? ReadJson(string path)
     {
@@ -64,7 +98,8 @@ public sealed class TextTokenizer
         catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON ({e.Message})"); }
     }
 
-    static TextTokenizer FromTokenizerJson(string path, LlamaConfig? config, bool addBos)
+    static TextTokenizer FromTokenizerJson(string path, LlamaConfig? config, string klass, bool? addBos, bool? addEos,
+                                           string? bosText, string? eosText)
     {
         var root = ReadJson(path) ?? throw new PrunerZeroException($"{path}: empty");
         var model = root["model"] as JsonObject ?? throw new PrunerZeroException($"{path}: no model section");
@@ -74,17 +109,17 @@ public sealed class TextTokenizer
             throw new PrunerZeroException($"{path}: SentencePiece-style BPE (byte_fallback) in tokenizer.json is not supported; put the checkpoint's tokenizer.model beside it");
         if (root["normalizer"] is JsonObject norm)
             throw new PrunerZeroException($"{path}: tokenizer normalizer '{norm["type"]}' is not supported");
+        if (!IsByteLevel(root["pre_tokenizer"]))
+            throw new PrunerZeroException($"{path}: a byte-level BPE tokenizer needs a ByteLevel step in its pre_tokenizer");
 
-        // Pre-tokenizer: ByteLevel (GPT-2 regex) or Sequence[Split(regex), ByteLevel(use_regex=false)].
-        string pattern = PreTokenizerPattern(root["pre_tokenizer"], path);
-
-        var vocab = (model["vocab"] as JsonObject ?? throw new PrunerZeroException($"{path}: no model.vocab"))
-            .Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value!.GetValue<int>())).ToList();
+        var vocabObj = model["vocab"] as JsonObject ?? throw new PrunerZeroException($"{path}: no model.vocab");
+        var vocab = vocabObj.Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value!.GetValue<int>())).ToList();
         var merges = (model["merges"] as JsonArray ?? new JsonArray()).Select(m => m switch
         {
             JsonArray pair => pair[0]!.GetValue<string>() + " " + pair[1]!.GetValue<string>(),
             _ => m!.GetValue<string>(),
         }).ToList();
+        // Added tokens: the special ones are cut out of the text before pre-tokenization, as HF does.
         var special = new Dictionary<string, int>();
         if (root["added_tokens"] is JsonArray added)
             foreach (var t in added.OfType<JsonObject>())
@@ -94,49 +129,79 @@ public sealed class TextTokenizer
         {
             Merges = merges,
             ByteLevel = true,
-            PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special.Count > 0 ? special : null),
+            PreTokenizer = HfPreTokenizer.FromJson(root["pre_tokenizer"], special.Keys, path),
             SpecialTokens = special.Count > 0 ? special : null,
         };
         Tokenizer tok;
         try { tok = BpeTokenizer.Create(options); }
         catch (Exception e) { throw new PrunerZeroException($"{path}: cannot build BPE tokenizer ({e.Message})"); }
 
-        int? bos = config?.BosTokenId;
-        if (bos is null && ReadJson(Path.Combine(Path.GetDirectoryName(path)!, "tokenizer_config.json"))?["bos_token"] is JsonNode bt)
+        int? Id(string? text) => text is null ? null
+            : special.TryGetValue(text, out var i) ? i
+            : vocabObj[text] is JsonValue v ? v.GetValue<int>() : null;
+        bool llama = klass.Length == 0 || LlamaClasses.Contains(klass);
+        if (llama) { bosText ??= "<s>"; eosText ??= "</s>"; } // LlamaTokenizerFast's defaults
+        int? bos = Id(bosText) ?? config?.BosTokenId;
+        int? eos = Id(eosText) ?? config?.EosTokenId;
+
+        int[] prefix, suffix;
+        if (llama)
         {
-            string? s = bt is JsonValue ? bt.GetValue<string>() : bt["content"]?.GetValue<string>();
-            if (s != null && special.TryGetValue(s, out var id)) bos = id;
+            prefix = Specials(addBos ?? true, bos, "BOS", path);
+            suffix = Specials(addEos ?? false, eos, "EOS", path);
         }
-        return new TextTokenizer(tok, bos, addBos, "bpe");
+        else
+        {
+            (prefix, suffix) = Template(root["post_processor"], path);
+            if (addBos is bool ab) prefix = Specials(ab, bos, "BOS", path);
+            if (addEos is bool ae) suffix = Specials(ae, eos, "EOS", path);
+        }
+        return new TextTokenizer(tok, bos, prefix, suffix, "bpe");
     }
 
-    static string PreTokenizerPattern(JsonNode? pre, string path)
+    static bool IsByteLevel(JsonNode? pre) => pre?["type"]?.GetValue<string>() switch
     {
-        if (pre is not JsonObject p) throw new PrunerZeroException($"{path}: a byte-level BPE tokenizer needs a pre_tokenizer");
-        string type = p["type"]?.GetValue<string>() ?? "";
-        if (type == "ByteLevel")
+        "ByteLevel" => true,
+        "Sequence" => (pre["pretokenizers"] as JsonArray)?.Any(IsByteLevel) == true,
+        _ => false,
+    };
+
+    /// <summary>The special tokens the post_processor puts around one sequence: TemplateProcessing's `single`.</summary>
+    static (int[] Prefix, int[] Suffix) Template(JsonNode? post, string path)
+    {
+        switch (post?["type"]?.GetValue<string>())
         {
-            if (p["add_prefix_space"] is JsonValue aps && aps.GetValue<bool>())
-                throw new PrunerZeroException($"{path}: ByteLevel add_prefix_space = true is not supported");
-            return Gpt2Pattern;
+            case null:
+            case "ByteLevel":
+                return ([], []);
+            case "Sequence":
+                var parts = (post["processors"] as JsonArray ?? []).Select(p => Template(p, path)).ToList();
+                return ([.. parts.SelectMany(p => p.Prefix)], [.. parts.SelectMany(p => p.Suffix)]);
+            case "TemplateProcessing":
+                var prefix = new List<int>();
+                var suffix = new List<int>();
+                bool seenA = false;
+                foreach (var item in post["single"] as JsonArray ?? [])
+                {
+                    if (item?["Sequence"] is not null) { seenA = true; continue; }
+                    string id = item?["SpecialToken"]?["id"]?.GetValue<string>()
+                        ?? throw new PrunerZeroException($"{path}: TemplateProcessing item {item?.ToJsonString()} is not a SpecialToken or Sequence");
+                    var ids = post["special_tokens"]?[id]?["ids"] as JsonArray
+                        ?? throw new PrunerZeroException($"{path}: TemplateProcessing names special token '{id}' without ids");
+                    (seenA ? suffix : prefix).AddRange(ids.Select(x => x!.GetValue<int>()));
+                }
+                return ([.. prefix], [.. suffix]);
+            default:
+                throw new PrunerZeroException($"{path}: post_processor '{post["type"]}' is not supported (TemplateProcessing, ByteLevel, Sequence)");
         }
-        if (type == "Sequence" && p["pretokenizers"] is JsonArray seq && seq.Count == 2
-            && seq[0]?["type"]?.GetValue<string>() == "Split" && seq[1]?["type"]?.GetValue<string>() == "ByteLevel"
-            && seq[0]?["pattern"]?["Regex"] is JsonValue rx)
-            return rx.GetValue<string>();
-        throw new PrunerZeroException($"{path}: pre_tokenizer '{type}' is not supported (ByteLevel, or Split+ByteLevel)");
     }
 
-    /// <summary>Token ids of one string, BOS once at the start when the tokenizer adds it.</summary>
-    public int[] Encode(string text)
-    {
-        var ids = _tok.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
-        if (!AddBos) return ids.ToArray();
-        var result = new int[ids.Count + 1];
-        result[0] = BosId!.Value;
-        for (int i = 0; i < ids.Count; i++) result[i + 1] = ids[i];
-        return result;
-    }
+    /// <summary>Token ids of one string with the special tokens HF's tokenizer adds (BOS once at the start for LLaMA).</summary>
+    public int[] Encode(string text) => [.. _prefix, .. EncodeNoSpecial(text), .. _suffix];
+
+    /// <summary>Token ids of one string without special tokens (add_special_tokens=False).</summary>
+    public int[] EncodeNoSpecial(string text) =>
+        [.. _tok.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true)];
 
     public string Decode(IEnumerable<int> ids) => _tok.Decode(ids) ?? "";
 }

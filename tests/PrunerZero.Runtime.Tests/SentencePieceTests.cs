@@ -22,7 +22,7 @@ public class SentencePieceTests
         return ms.ToArray();
     }
 
-    public static void WriteModel(string path)
+    internal static void WriteModel(string path)
     {
         using var ms = new MemoryStream();
         var o = new CodedOutputStream(ms);

@@ -80,27 +80,27 @@ public sealed class ZeroShotTests
         var (model, tok) = Load(scale: 0f);
         using var _ = model;
         Assert.Equal(256, tok.Encode("Answer:")[0]);                       // Encode puts BOS first...
-        Assert.Equal(tok.Encode("Answer:")[1..], tok.EncodeNoBos("Answer:"));  // ...EncodeNoBos does not
+        Assert.Equal(tok.Encode("Answer:")[1..], tok.EncodeNoSpecial("Answer:"));  // ...EncodeNoSpecial does not
 
         var (ctx, cont) = ZeroShotEncoding.EncodePair(tok, "Answer: ", "yes");
-        Assert.Equal(tok.EncodeNoBos("Answer:"), ctx);
-        Assert.Equal(tok.EncodeNoBos(" yes"), cont);                      // Ġ y e s, not "Answer: " + "yes"
+        Assert.Equal(tok.EncodeNoSpecial("Answer:"), ctx);
+        Assert.Equal(tok.EncodeNoSpecial(" yes"), cont);                      // Ġ y e s, not "Answer: " + "yes"
 
         (ctx, cont) = ZeroShotEncoding.EncodePair(tok, "Q\n \n", "x");
-        Assert.Equal(tok.EncodeNoBos("Q"), ctx);
-        Assert.Equal(tok.EncodeNoBos("Q\n \nx")[ctx.Length..], cont);
+        Assert.Equal(tok.EncodeNoSpecial("Q"), ctx);
+        Assert.Equal(tok.EncodeNoSpecial("Q\n \nx")[ctx.Length..], cont);
 
         // continuation_enc = tok(whole)[len(context_enc):]: "t" + "h" merge across the boundary.
         (ctx, cont) = ZeroShotEncoding.EncodePair(tok, "at", "h");
         Assert.Equal([(int)'a', (int)'t'], ctx);
-        Assert.Equal(tok.EncodeNoBos("ath")[2..], cont);
+        Assert.Equal(tok.EncodeNoSpecial("ath")[2..], cont);
         Assert.Empty(cont);   // "ath" is a, th: the harness would refuse this request too
         Assert.Throws<PrunerZeroException>(() => ZeroShotEncoding.Window(ctx, cont, 64));
 
         // BOS on request (add_bos_token=True): in front of both encodings.
         (ctx, cont) = ZeroShotEncoding.EncodePair(tok, "Answer:", " yes", bos: true);
         Assert.Equal(256, ctx[0]);
-        Assert.Equal(tok.EncodeNoBos(" yes"), cont);
+        Assert.Equal(tok.EncodeNoSpecial(" yes"), cont);
     }
 
     [Fact]

@@ -14,7 +14,7 @@ namespace PrunerZero.Runtime.Training;
 public static class BpeTrainer
 {
     public const string Bos = "<s>", Eos = "</s>";
-    static readonly Regex Gpt2 = new(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.Compiled);
+    static readonly Regex Gpt2 = new(HfPreTokenizer.Gpt2Pattern, RegexOptions.Compiled);
 
     public sealed record Result(List<string> Vocab, List<(string A, string B)> Merges);
 

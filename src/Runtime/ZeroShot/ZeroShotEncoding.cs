@@ -13,13 +13,6 @@ namespace PrunerZero.Runtime.ZeroShot;
 /// </summary>
 public static class ZeroShotEncoding
 {
-    /// <summary>Token ids of a string without the BOS that <see cref="TextTokenizer.Encode"/> puts at the start.</summary>
-    public static int[] EncodeNoBos(this TextTokenizer tok, string text)
-    {
-        var ids = tok.Encode(text);
-        return tok.AddBos && ids.Length > 0 && ids[0] == tok.BosId ? ids[1..] : ids;
-    }
-
     /// <summary>The harness's (context_enc, continuation_enc) pair.</summary>
     public static (int[] Context, int[] Continuation) EncodePair(TextTokenizer tok, string context, string continuation, bool bos = false)
     {
@@ -28,7 +21,7 @@ public static class ZeroShotEncoding
         {
             // The harness scores an empty context after its prefix token (BOS, else EOS); none of the shipped tasks has one.
             int first = tok.BosId ?? throw new PrunerZeroException("an empty context needs a BOS token to condition on");
-            return ([first], tok.EncodeNoBos(continuation));
+            return ([first], tok.EncodeNoSpecial(continuation));
         }
         int keep = context.TrimEnd().Length;
         if (keep < context.Length)
@@ -36,8 +29,8 @@ public static class ZeroShotEncoding
             continuation = context[keep..] + continuation;
             context = context[..keep];
         }
-        int[] whole = [.. prefix, .. tok.EncodeNoBos(context + continuation)];
-        int[] ctx = [.. prefix, .. tok.EncodeNoBos(context)];
+        int[] whole = [.. prefix, .. tok.EncodeNoSpecial(context + continuation)];
+        int[] ctx = [.. prefix, .. tok.EncodeNoSpecial(context)];
         return (ctx, whole.Length > ctx.Length ? whole[ctx.Length..] : []);
     }
 
