@@ -23,6 +23,9 @@ public sealed class TextTokenizer
 
     readonly Tokenizer _tok;
     readonly int[] _prefix, _suffix;
+    // tokenizer.json's `ignore_merges` (LLaMA-3): a pre-token found whole in the vocabulary is one token,
+    // whatever the merges would make of it. Null when the model merges every pre-token.
+    readonly (HfPreTokenizer Pre, Dictionary<string, int> Vocab, Dictionary<string, int> Special)? _ignoreMerges;
     /// <summary>The BOS id (null if the tokenizer has none), whether or not <see cref="Encode"/> adds it.</summary>
     public int? BosId { get; }
     public bool AddBos => _prefix.Length == 1 && _prefix[0] == BosId;
@@ -32,9 +35,11 @@ public sealed class TextTokenizer
         _prefix.Length + _suffix.Length == 0 ? "no special tokens added"
         : $"adds [{string.Join(", ", _prefix)}] before and [{string.Join(", ", _suffix)}] after the text";
 
-    TextTokenizer(Tokenizer tok, int? bosId, int[] prefix, int[] suffix, string kind)
+    TextTokenizer(Tokenizer tok, int? bosId, int[] prefix, int[] suffix, string kind,
+                  (HfPreTokenizer, Dictionary<string, int>, Dictionary<string, int>)? ignoreMerges = null)
     {
         _tok = tok;
+        _ignoreMerges = ignoreMerges;
         BosId = bosId;
         _prefix = prefix;
         _suffix = suffix;
@@ -125,11 +130,12 @@ public sealed class TextTokenizer
             foreach (var t in added.OfType<JsonObject>())
                 if (t["special"] is JsonValue sp && sp.GetValue<bool>()) special[t["content"]!.GetValue<string>()] = t["id"]!.GetValue<int>();
 
+        var pre = HfPreTokenizer.FromJson(root["pre_tokenizer"], special.Keys, path);
         var options = new BpeOptions(vocab)
         {
             Merges = merges,
             ByteLevel = true,
-            PreTokenizer = HfPreTokenizer.FromJson(root["pre_tokenizer"], special.Keys, path),
+            PreTokenizer = pre,
             SpecialTokens = special.Count > 0 ? special : null,
         };
         Tokenizer tok;
@@ -156,7 +162,9 @@ public sealed class TextTokenizer
             if (addBos is bool ab) prefix = Specials(ab, bos, "BOS", path);
             if (addEos is bool ae) suffix = Specials(ae, eos, "EOS", path);
         }
-        return new TextTokenizer(tok, bos, prefix, suffix, "bpe");
+        bool ignoreMerges = model["ignore_merges"] is JsonValue im && im.GetValue<bool>();
+        return new TextTokenizer(tok, bos, prefix, suffix, "bpe",
+            ignoreMerges ? (pre, vocab.ToDictionary(kv => kv.Key, kv => kv.Value), special) : null);
     }
 
     static bool IsByteLevel(JsonNode? pre) => pre?["type"]?.GetValue<string>() switch
@@ -200,8 +208,20 @@ public sealed class TextTokenizer
     public int[] Encode(string text) => [.. _prefix, .. EncodeNoSpecial(text), .. _suffix];
 
     /// <summary>Token ids of one string without special tokens (add_special_tokens=False).</summary>
-    public int[] EncodeNoSpecial(string text) =>
-        [.. _tok.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true)];
+    public int[] EncodeNoSpecial(string text)
+    {
+        if (_ignoreMerges is not var (pre, vocab, special))
+            return [.. _tok.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true)];
+        var ids = new List<int>();
+        foreach (var (offset, length) in pre.PreTokenize(text))
+        {
+            string piece = text.Substring(offset, length);
+            if (special.TryGetValue(piece, out int sid)) ids.Add(sid);
+            else if (vocab.TryGetValue(ByteLevel.Encode(System.Text.Encoding.UTF8.GetBytes(piece)), out int wid)) ids.Add(wid);
+            else ids.AddRange(_tok.EncodeToIds(piece, considerPreTokenization: false, considerNormalization: false));
+        }
+        return [.. ids];
+    }
 
     public string Decode(IEnumerable<int> ids) => _tok.Decode(ids) ?? "";
 }

@@ -109,4 +109,17 @@ public class TokenizerJsonTests
         // Special tokens inside the text are encoded as themselves, not as bytes.
         Assert.Equal([256, 256, .. th, 257], Load(null, null).Encode("<s>th</s>"));
     }
+
+    [Fact]
+    public void IgnoreMergesTakesWholeWordsFromTheVocabulary()
+    {
+        // "the" is in the vocabulary but no merge makes it from "th" + "e".
+        static void AddThe(JsonObject r) => r["model"]!["vocab"]!["the"] = 259;
+        Assert.Equal([258, 'e'], Load(r => AddThe(r), "{}").EncodeNoSpecial("the"));
+        var tok = Load(r => { AddThe(r); r["model"]!["ignore_merges"] = true; }, "{}");
+        Assert.Equal([259], tok.EncodeNoSpecial("the"));
+        // " the" is not in the vocabulary: merged as usual (byte ids equal the byte values here); specials stay whole.
+        Assert.Equal([259, ' ', 258, 'e'], tok.EncodeNoSpecial("the the"));
+        Assert.Equal([256, 256, 259], tok.Encode("<s>the"));
+    }
 }
