@@ -166,7 +166,10 @@ public sealed class LlamaModel : IDisposable
     public Tensor Logits(Tensor h) => nn.functional.linear(RmsNorm(h, Norm), LmHead);
 
     /// <summary>Full forward: logits (B, T, V) for ids (B, T).</summary>
-    public Tensor Forward(Tensor ids)
+    public Tensor Forward(Tensor ids) => Logits(HiddenStates(ids));
+
+    /// <summary>The decoder stack without the final norm and head: hidden states (B, T, C) for ids (B, T).</summary>
+    public Tensor HiddenStates(Tensor ids)
     {
         CheckSequence(ids.shape[1]);
         var (cos, sin) = Rope(ids.shape[1]);
@@ -176,7 +179,7 @@ public sealed class LlamaModel : IDisposable
             using var scope = NewDisposeScope();
             h = BlockForward(i, h, cos, sin).MoveToOuterDisposeScope();
         }
-        return Logits(h);
+        return h;
     }
 
     /// <summary>Next-token cross-entropy of ids (B, T) over its B·(T−1) predictions, as a tensor (autograd-ready).</summary>

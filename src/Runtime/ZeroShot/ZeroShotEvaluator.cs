@@ -158,7 +158,7 @@ public static class ZeroShotEvaluator
             for (int j = len - c; j < len; j++) { pos.Add((long)r * t + j); target.Add(w[j + 1]); }
         }
         var dev = model.Embed.device;
-        var h = Hidden(model, tensor(ids, [b, t]).to(dev));                              // (B, T, C)
+        var h = model.HiddenStates(tensor(ids, [b, t]).to(dev));                              // (B, T, C)
         var sel = h.reshape(b * t, h.shape[2]).index_select(0, tensor(pos.ToArray()).to(dev));   // (N, C)
         var logp = model.Logits(sel).to(ScalarType.Float32).log_softmax(-1);             // (N, V)
         var lp = logp.gather(1, tensor(target.ToArray()).to(dev).unsqueeze(1)).squeeze(1)
@@ -168,32 +168,5 @@ public static class ZeroShotEvaluator
         for (int r = 0; r < b; r++)
             for (int j = 0; j < contLens[r]; j++) sums[r] += lp[k++];
         return sums;
-    }
-
-    /// <summary>The decoder stack without the head: hidden states (B, T, C). Mirrors <see cref="LlamaModel.Forward"/>.</summary>
-    static Tensor Hidden(LlamaModel model, Tensor ids)
-    {
-        model.CheckSequence(ids.shape[1]);
-        var (cos, sin) = model.Rope(ids.shape[1]);
-        var h = model.EmbedTokens(ids);
-        for (int i = 0; i < model.Blocks.Count; i++)
-        {
-            using var scope = NewDisposeScope();
-            h = model.BlockForward(i, h, cos, sin).MoveToOuterDisposeScope();
-        }
-        return h;
-    }
-
-    /// <summary>Naive reference: one window alone through the full <see cref="LlamaModel.Forward"/> (B = 1, all logits).</summary>
-    public static double LogLikelihoodNaive(LlamaModel model, int[] window, int contLen)
-    {
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        int len = window.Length - 1;
-        var ids = tensor(window[..len].Select(x => (long)x).ToArray(), [1, len]).to(model.Embed.device);
-        var logp = model.Forward(ids)[0].to(ScalarType.Float32).log_softmax(-1).to(ScalarType.Float64).cpu();   // (T, V)
-        double sum = 0;
-        for (int j = len - contLen; j < len; j++) sum += logp[j, window[j + 1]].item<double>();
-        return sum;
     }
 }
