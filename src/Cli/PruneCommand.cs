@@ -72,9 +72,10 @@ public static class PruneCommand
         }
         else
         {
+            string pruning = $"metric={metric} target={target} {session.Calibration.Describe()}";
             Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}) -> {o.Out}; {session.Calibration.Describe()}");
-            if (ppl != null) Console.WriteLine($"{ppl.Describe()} metric={metric} target={target} {session.Calibration.Describe()}");
-            if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks{(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")} metric={metric} target={target} {session.Calibration.Describe()}");
+            if (ppl != null) Console.WriteLine($"{ppl.Describe()} {pruning}");
+            if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks{(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")} {pruning}");
         }
         return 0;
     }

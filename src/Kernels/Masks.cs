@@ -29,10 +29,10 @@ public static class Masks
 
     /// <summary>
     /// In each row, prune exactly k = floor(cols·sparsity) lowest scores (ties: lower column first).
-    /// Radix select on the key, no sort: one vectorised pass turns scores into keys while an 11-bit
-    /// histogram of the top digit is built; only the keys in the bucket holding rank k go on (with their
-    /// columns, in column order), so the later digits touch a few percent of the row; a last vectorised
-    /// pass writes the mask. Parallel over rows.
+    /// Radix select on the key, no sort: a vectorised pass turns scores into keys, then an 11-bit histogram
+    /// of their top digit is built; only the keys in the bucket holding rank k go on (with their columns, in
+    /// column order), so the later digits touch a few percent of the row; a last vectorised pass writes the
+    /// mask. Parallel over rows.
     /// </summary>
     public static unsafe void Unstructured(ReadOnlySpan<float> scores, int rows, int cols, double sparsity, Span<byte> prune)
     {
@@ -84,35 +84,29 @@ public static class Masks
     {
         if (k == 0) { new Span<byte>(p, cols).Clear(); return; }
         if (k == cols) { new Span<byte>(p, cols).Fill(1); return; }
-        uint[] keys = scratch.Keys;
         int[] hist = scratch.Hist;
-        const int top = 32 - DigitBits;
-
-        // Pass 1: keys and the histogram of their top digit.
-        Array.Clear(hist);
-        int c = 0;
-        fixed (uint* pk = keys)
-        {
-            for (; c + 8 <= cols; c += 8) Keys(Vector256.Load(s + c)).Store(pk + c);
-        }
-        for (; c < cols; c++) keys[c] = Key(s[c]);
-        for (c = 0; c < cols; c++) hist[(int)(keys[c] >> top)]++;
-
-        // T = the key of rank k-1, found digit by digit from the top; `target` ends as the rank, among the
-        // elements whose key equals T, of the last one pruned.
-        int target = k - 1;
-        int b = Bucket(hist, ref target);
-        uint t = (uint)b << top;
-
-        // Pass 2: gather the keys of bucket b with their columns (vectorised scan; most blocks hold none).
         uint[] ck = scratch.CandKeys;
         int[] cc = scratch.CandCols;
-        int n = 0;
-        fixed (uint* pk = keys)
+        const int top = 32 - DigitBits;
+        fixed (uint* pk = scratch.Keys)
         {
+            // Pass 1: keys, then the histogram of their top digit.
+            int c = 0;
+            for (; c + 8 <= cols; c += 8) Keys(Vector256.Load(s + c)).Store(pk + c);
+            for (; c < cols; c++) pk[c] = Key(s[c]);
+            Array.Clear(hist);
+            for (c = 0; c < cols; c++) hist[(int)(pk[c] >> top)]++;
+
+            // T = the key of rank k-1, found digit by digit from the top; `target` ends as the rank, among the
+            // elements whose key equals T, of the last one pruned.
+            int target = k - 1;
+            int b = Bucket(hist, ref target);
+            uint t = (uint)b << top;
+
+            // Pass 2: gather the keys of bucket b with their columns (vectorised scan; most blocks hold none).
+            int n = 0;
             var want = Vector256.Create((uint)b);
-            c = 0;
-            for (; c + 8 <= cols; c += 8)
+            for (c = 0; c + 8 <= cols; c += 8)
             {
                 uint bits = Vector256.Equals(Vector256.ShiftRightLogical(Vector256.Load(pk + c), top), want).ExtractMostSignificantBits();
                 while (bits != 0)
@@ -123,48 +117,42 @@ public static class Masks
                 }
             }
             for (; c < cols; c++) if (pk[c] >> top == (uint)b) { ck[n] = pk[c]; cc[n] = c; n++; }
-        }
 
-        // Remaining digits (bits 20..10, then 9..0) on the candidates only; gathering keeps column order.
-        for (int hi = top; hi > 0;)
-        {
-            int shift = Math.Max(0, hi - DigitBits);
-            uint digitMask = (1u << (hi - shift)) - 1;
-            Array.Clear(hist, 0, (int)digitMask + 1);
-            for (int i = 0; i < n; i++) hist[(int)((ck[i] >> shift) & digitMask)]++;
-            int d = Bucket(hist, ref target);
-            t |= (uint)d << shift;
-            int m = 0;
-            for (int i = 0; i < n; i++)
+            // Remaining digits (bits 20..10, then 9..0) on the candidates only; gathering keeps column order.
+            for (int hi = top; hi > 0;)
             {
-                uint key = ck[i];
-                int col = cc[i];
-                ck[m] = key; cc[m] = col;
-                m += ((key >> shift) & digitMask) == (uint)d ? 1 : 0;
+                int shift = Math.Max(0, hi - DigitBits);
+                uint digitMask = (1u << (hi - shift)) - 1;
+                Array.Clear(hist, 0, (int)digitMask + 1);
+                for (int i = 0; i < n; i++) hist[(int)((ck[i] >> shift) & digitMask)]++;
+                int d = Bucket(hist, ref target);
+                t |= (uint)d << shift;
+                int m = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    uint key = ck[i];
+                    int col = cc[i];
+                    ck[m] = key; cc[m] = col;
+                    m += ((key >> shift) & digitMask) == (uint)d ? 1 : 0;
+                }
+                n = m;
+                hi = shift;
             }
-            n = m;
-            hi = shift;
-        }
 
-        // Pass 3: prune every key below T (vectorised), then the first target+1 columns whose key equals T.
-        fixed (uint* pk = keys)
-        {
+            // Pass 3: prune every key below T (vectorised), then the first target+1 columns whose key equals T.
             var tv = Vector256.Create(t);
             var one = Vector256.Create((byte)1);
-            c = 0;
-            for (; c + 32 <= cols; c += 32)
+            for (c = 0; c + 32 <= cols; c += 32)
             {
                 var l0 = Vector256.LessThan(Vector256.Load(pk + c), tv);
                 var l1 = Vector256.LessThan(Vector256.Load(pk + c + 8), tv);
                 var l2 = Vector256.LessThan(Vector256.Load(pk + c + 16), tv);
                 var l3 = Vector256.LessThan(Vector256.Load(pk + c + 24), tv);
-                var w0 = Vector256.Narrow(l0, l1);
-                var w1 = Vector256.Narrow(l2, l3);
-                (Vector256.Narrow(w0, w1) & one).Store(p + c);
+                (Vector256.Narrow(Vector256.Narrow(l0, l1), Vector256.Narrow(l2, l3)) & one).Store(p + c);
             }
             for (; c < cols; c++) p[c] = pk[c] < t ? (byte)1 : (byte)0;
+            for (int i = 0; i <= target; i++) p[cc[i]] = 1; // the candidates left all have key T, in column order
         }
-        for (int i = 0; i <= target; i++) p[cc[i]] = 1; // the candidates left all have key T, in column order
     }
 
     /// <summary>The bucket holding rank `target` in the histogram; `target` becomes the rank inside it.</summary>

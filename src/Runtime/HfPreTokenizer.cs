@@ -19,8 +19,8 @@ public sealed class HfPreTokenizer : PreTokenizer
 
     enum Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous }
 
-    /// <summary>One step: the matches of a piece (offset, length, is-match), then how they become pieces.</summary>
-    sealed record Step(Func<string, int, int, List<(int Start, int End, bool Match)>> Find, Behavior Behavior, bool Invert);
+    /// <summary>One step: what a match is, and how matches and the gaps between them become pieces.</summary>
+    sealed record Step(Regex Pattern, Behavior Behavior, bool Invert);
 
     readonly List<Step> _steps;
     // Special tokens by first character, longest first, so the longest one at a position wins.
@@ -56,11 +56,12 @@ public sealed class HfPreTokenizer : PreTokenizer
                 if (o["add_prefix_space"] is JsonValue aps && aps.GetValue<bool>())
                     throw new PrunerZeroException($"{where}: ByteLevel pre_tokenizer with add_prefix_space = true is not supported");
                 if (o["use_regex"] is not JsonValue ur || ur.GetValue<bool>())
-                    steps.Add(new Step(RegexFinder(new Regex(Gpt2Pattern, RegexOptions.Compiled)), Behavior.Isolated, false));
+                    steps.Add(new Step(new Regex(Gpt2Pattern, RegexOptions.Compiled), Behavior.Isolated, false));
                 break;
             case "Digits":
                 bool individual = o["individual_digits"] is JsonValue id && id.GetValue<bool>();
-                steps.Add(new Step(CharFinder(char.IsNumber), individual ? Behavior.Isolated : Behavior.Contiguous, false));
+                // Rust's char::is_numeric: Unicode categories Nd, Nl and No, which is \p{N}.
+                steps.Add(new Step(Numeric, individual ? Behavior.Isolated : Behavior.Contiguous, false));
                 break;
             case "Split":
                 var pattern = o["pattern"] as JsonObject ?? throw new PrunerZeroException($"{where}: Split pre_tokenizer without pattern");
@@ -70,15 +71,17 @@ public sealed class HfPreTokenizer : PreTokenizer
                 string behavior = o["behavior"]?.GetValue<string>() ?? "";
                 if (!Enum.TryParse<Behavior>(behavior, out var b))
                     throw new PrunerZeroException($"{where}: Split behavior '{behavior}' is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous");
-                steps.Add(new Step(RegexFinder(rx), b, o["invert"] is JsonValue inv && inv.GetValue<bool>()));
+                steps.Add(new Step(rx, b, o["invert"] is JsonValue inv && inv.GetValue<bool>()));
                 break;
             default:
                 throw new PrunerZeroException($"{where}: pre_tokenizer '{type}' is not supported (Sequence of Split, Digits, ByteLevel)");
         }
     }
 
+    static readonly Regex Numeric = new(@"\p{N}", RegexOptions.Compiled);
+
     /// <summary>HF's find_matches: the piece cut into alternating non-matching gaps and matches (empty matches skipped).</summary>
-    static Func<string, int, int, List<(int, int, bool)>> RegexFinder(Regex rx) => (text, start, length) =>
+    static List<(int Start, int End, bool Match)> FindMatches(Regex rx, string text, int start, int length)
     {
         var segs = new List<(int, int, bool)>();
         int prev = start, end = start + length;
@@ -92,28 +95,12 @@ public sealed class HfPreTokenizer : PreTokenizer
         }
         if (prev < end) segs.Add((prev, end, false));
         return segs;
-    };
-
-    /// <summary>Splitting on characters (Digits): each matching character is one match.</summary>
-    static Func<string, int, int, List<(int, int, bool)>> CharFinder(Func<char, bool> isMatch) => (text, start, length) =>
-    {
-        var segs = new List<(int, int, bool)>();
-        int prev = start, end = start + length;
-        for (int i = start; i < end; i++)
-        {
-            if (!isMatch(text[i])) continue;
-            if (i > prev) segs.Add((prev, i, false));
-            segs.Add((i, i + 1, true));
-            prev = i + 1;
-        }
-        if (prev < end) segs.Add((prev, end, false));
-        return segs;
-    };
+    }
 
     /// <summary>The pieces of one step, by the delimiter behaviour (tokenizers' NormalizedString::split).</summary>
     static IEnumerable<(int Start, int End)> Apply(Step step, string text, int start, int length)
     {
-        var segs = step.Find(text, start, length);
+        var segs = FindMatches(step.Pattern, text, start, length);
         if (step.Invert) for (int i = 0; i < segs.Count; i++) segs[i] = (segs[i].Start, segs[i].End, !segs[i].Match);
         var acc = new List<(int Start, int End)>();
         bool previousMatch = false;
@@ -163,10 +150,7 @@ public sealed class HfPreTokenizer : PreTokenizer
             if (special) { yield return (start, length); continue; }
             IEnumerable<(int Start, int End)> pieces = [(start, start + length)];
             foreach (var step in _steps)
-            {
-                var s = step;
-                pieces = pieces.SelectMany(p => Apply(s, text, p.Start, p.End - p.Start)).ToList();
-            }
+                pieces = pieces.SelectMany(p => Apply(step, text, p.Start, p.End - p.Start)).ToList();
             foreach (var (ps, pe) in pieces) yield return (ps, pe - ps);
         }
     }

@@ -30,10 +30,6 @@ public sealed class TextTokenizer
     public int? BosId { get; }
     public bool AddBos => _prefix.Length == 1 && _prefix[0] == BosId;
     public string Kind { get; }
-    /// <summary>The special tokens put around every encoded string, for reports: e.g. "BOS 1" or "none".</summary>
-    public string SpecialsDescription =>
-        _prefix.Length + _suffix.Length == 0 ? "no special tokens added"
-        : $"adds [{string.Join(", ", _prefix)}] before and [{string.Join(", ", _suffix)}] after the text";
 
     TextTokenizer(Tokenizer tok, int? bosId, int[] prefix, int[] suffix, string kind,
                   (HfPreTokenizer, Dictionary<string, int>, Dictionary<string, int>)? ignoreMerges = null)
