@@ -25,6 +25,8 @@ public static class BenchCommand
     public static int Run(BenchOptions o)
     {
         var metric = PruneOptionsBase.ParseMetric(o.Metric);
+        if (PruneMethod.ParseUpdate(o.Update) != WeightUpdate.None)
+            throw new PrunerZeroException("bench times the search's one-shot fitness check, which has no weight update; --update applies to prune and score");
         var target = o.Target();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);

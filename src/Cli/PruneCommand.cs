@@ -9,7 +9,7 @@ namespace PrunerZero.Cli;
 [Verb("prune", HelpText = "Prune a checkpoint with a metric and save it in Hugging Face layout.")]
 public sealed class PruneOptions : PruneOptionsBase
 {
-    [Option("metric", Required = true, HelpText = "An expression such as mul(sqr(W), mms(G)), or magnitude | wanda | pruner-zero.")]
+    [Option("metric", Required = true, HelpText = "An expression such as mul(sqr(W), mms(G)), or magnitude | wanda | pruner-zero | sparsegpt.")]
     public string Metric { get; set; } = "";
 
     [Option("out", Required = true, HelpText = "Output folder for the pruned checkpoint.")]
@@ -26,7 +26,7 @@ public static class PruneCommand
 {
     public static int Run(PruneOptions o)
     {
-        var metric = PruneOptionsBase.ParseMetric(o.Metric);
+        var metric = o.ParseMethod(o.Metric);
         var target = o.Target();
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();

@@ -74,6 +74,17 @@ public abstract class PruneOptionsBase
         catch (InvalidOperationException e) { throw new PrunerZeroException($"--device cuda: {e.Message}"); }
     }
 
+    [Option("update", Default = "none", HelpText = "none, or obs: after the metric's mask, SparseGPT's column sweep updates the kept weights (OBS).")]
+    public string Update { get; set; } = "none";
+
+    /// <summary>The metric or sparsegpt of a --metric argument or a library line, with --update.</summary>
+    public PruneMethod ParseMethod(string text)
+    {
+        var update = PruneMethod.ParseUpdate(Update);
+        try { return PruneMethod.Resolve(text, update); }
+        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{text}': {e.Message}"); }
+    }
+
     public PruneTarget Target()
     {
         if (NM != null && Sparsity != null) throw new PrunerZeroException("give --sparsity or --nm, not both");

@@ -34,6 +34,7 @@ public static class ScoreCommand
             .Where(l => l.Length > 0).ToList();
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");
         var target = o.Target();
+        var update = PruneMethod.ParseUpdate(o.Update);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
@@ -43,8 +44,8 @@ public static class ScoreCommand
         foreach (var line in lines)
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            Expr metric;
-            try { metric = Kernels.Metrics.Resolve(line); }
+            PruneMethod metric;
+            try { metric = PruneMethod.Resolve(line, update); }
             catch (MetricParseException e)
             {
                 rows.Add(new ScoreRow(line, null, false, e.Message, null, null, null, 0));

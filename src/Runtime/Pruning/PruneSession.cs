@@ -116,6 +116,22 @@ public sealed class PruneSession : IDisposable
         return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress);
     }
 
+    /// <summary>
+    /// Prunes the dense model with a method (sequential protocol): a metric alone, a metric followed by the OBS
+    /// update, or SparseGPT (<see cref="SparseGpt"/>). What the update cannot do on this model is refused first.
+    /// </summary>
+    public PruneReport Prune(PruneMethod method, PruneTarget target, IMetricBackend backend)
+    {
+        if (method.Update == WeightUpdate.None) return Prune(method.Metric, target, backend);
+        ObsHook.CheckModel(Model.Config, target, HessianStats.AvailableBytes(), method.ToString());
+        var g = method.Metric.UsesG ? Gradients : null;
+        RestoreDense();
+        _dirty = true;
+        using var obs = new ObsHook(method.SparseGptMask);
+        var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs);
+        return report with { Metric = method.ToString() };
+    }
+
     /// <summary>Perplexity of the model as it is now; <paramref name="spread"/> takes the windows evenly spaced over the text.</summary>
     public PerplexityResult Evaluate(int? windows = null, bool spread = false) =>
         Perplexity.Evaluate(Model, Options.ModelDir, EvalTokens, EvalBytes, Path.GetFileName(Options.EvalPath), Seqlen,

@@ -81,7 +81,8 @@ public sealed class Pruner(IMetricBackend backend)
     const int Chunk = 8;   // calibration windows per block forward
 
     /// <summary>Scores one weight (R, K) and zeroes the pruned entries in place. Returns the reason when the metric is invalid.</summary>
-    public string? PruneLayer(Tensor weight, Tensor? g, float[]? x, Expr metric, PruneTarget target, string name)
+    public string? PruneLayer(Tensor weight, Tensor? g, float[]? x, Expr metric, PruneTarget target, string name,
+        ObsHook? obs = null, LinearKind kind = default)
     {
         int rows = (int)weight.shape[0], cols = (int)weight.shape[1], n = rows * cols;
         if (_scores.Length < n) { _scores = new float[n]; _prune = new byte[n]; }
@@ -105,6 +106,9 @@ public sealed class Pruner(IMetricBackend backend)
         {
             if (target.IsNM) backend.MaskNM(scores, rows, cols, target.N, target.M, prune);
             else backend.MaskUnstructured(scores, rows, cols, target.Sparsity, prune);
+            // ---- OBS hook (SparseGpt.cs): the sweep updates the kept weights with the mask fixed ----
+            if (obs != null) obs.Prune(weight, kind, prune, target, name);
+            else
             for (int i = 0; i < n; i++) if (prune[i] != 0) w[i] = 0f;
         }
         MaskSeconds += sw.Elapsed.TotalSeconds;
@@ -113,7 +117,7 @@ public sealed class Pruner(IMetricBackend backend)
 
     /// <summary>The sequential protocol (Wanda / Pruner-Zero): X of each block measured on the already-pruned model.</summary>
     public PruneReport PruneSequential(LlamaModel model, CalibrationSet calib, GradientStats? g, Expr metric, PruneTarget target,
-        IProgress<string>? progress = null)
+        IProgress<string>? progress = null, ObsHook? obs = null)
     {
         if (metric.UsesG && g is null) throw new ArgumentException("metric uses G but no gradients were given");
         ScoreSeconds = MaskSeconds = ForwardSeconds = 0;
@@ -130,18 +134,29 @@ public sealed class Pruner(IMetricBackend backend)
             progress?.Report($"pruning block {i + 1}/{model.Blocks.Count} with {metric}");
             fw.Restart();
             var stats = new XStats();
+            // ---- OBS hook (SparseGpt.cs): the same forward gathers the Hessians of the block's linears ----
+            obs?.BeginBlock();
+            Action<LinearKind, Tensor> onInput = obs is null ? stats.Add : (k, t) => { if (metric.UsesX) stats.Add(k, t); obs.Add(k, t); };
             using (Nvtx.Range("calibration"))
-            if (metric.UsesX)
+            if (metric.UsesX || obs != null)
                 foreach (var h in inps)
                 {
                     using var scope = NewDisposeScope();
-                    model.BlockForward(i, h, cos, sin, stats.Add);
+                    model.BlockForward(i, h, cos, sin, onInput);
                 }
             ForwardSeconds += fw.Elapsed.TotalSeconds;
             foreach (var k in LinearKinds.All)
             {
+                string name = $"model.layers.{i}.{k.HfName()}";
+                if (obs is { OwnMask: true })
+                {
+                    var sw = System.Diagnostics.Stopwatch.StartNew();
+                    obs.Prune(model.Blocks[i][k], k, default, target, name);   // SparseGPT: the sweep chooses the mask
+                    MaskSeconds += sw.Elapsed.TotalSeconds;
+                    continue;
+                }
                 invalid = PruneLayer(model.Blocks[i][k], g?[i, k], metric.UsesX ? stats.Finish(k, nsamples) : null, metric, target,
-                    $"model.layers.{i}.{k.HfName()}");
+                    name, obs, k);
                 if (invalid != null) break;
             }
             if (invalid != null) break;
