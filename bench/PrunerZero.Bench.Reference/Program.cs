@@ -5,6 +5,7 @@ using PrunerZero.Bench.Reference;
 using TorchSharp;
 
 torch.set_num_threads(Environment.ProcessorCount); // both paths use every core
+if (args.Length > 0 && args[0] == "sparsegpt") return SparseGptBench.Run(args[1..]);   // SparseGPT per layer (its own table)
 // The mask check runs just before the torch suite, so the CPU suite starts in a process that has not run libtorch yet.
 var torchSuite = new Suite("torch", [typeof(TorchReferenceBench)], (o, table) => { MaskAgreement.Check(o, table); return null; },
     IterationCount: o => o.TorchIterationCount);

@@ -117,7 +117,7 @@ public static class BenchRunner
         return failures > 0 ? 1 : 0;
     }
 
-    static string LoadAverage()
+    public static string LoadAverage()
     {
         try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) + " (1, 5, 15 min)"; }
         catch (IOException) { return "unknown"; }

@@ -9,7 +9,7 @@ public class PipelineTests
 {
     static readonly string Text = string.Concat(Enumerable.Range(0, 60).Select(i => $" = Section {i} = \n \n The {i} quick brown foxes jump over {i * 7} lazy dogs . \n"));
 
-    static (string Model, string Wiki, string Calib, string Cache) Setup()
+    internal static (string Model, string Wiki, string Calib, string Cache) Setup()
     {
         string model = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 17);
         string dir = TestCheckpoints.TempDir("pipeline");
@@ -20,7 +20,7 @@ public class PipelineTests
         return (model, wiki, calib, Path.Combine(dir, "cache"));
     }
 
-    static string[] Common((string Model, string Wiki, string Calib, string Cache) s) =>
+    internal static string[] Common((string Model, string Wiki, string Calib, string Cache) s) =>
         ["--model", s.Model, "--dataset", s.Wiki, "--calib", s.Calib, "--cache", s.Cache, "--nsamples", "4", "--seqlen", "32", "--calib-sampling", "stride"];
 
     [Fact]

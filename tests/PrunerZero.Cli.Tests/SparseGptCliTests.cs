@@ -1,0 +1,72 @@
+using System.Text.Json;
+using PrunerZero.Runtime.Tests;
+
+namespace PrunerZero.Cli.Tests;
+
+/// <summary>sparsegpt and --update obs through prune and score, and their bad input.</summary>
+public class SparseGptCliTests
+{
+    [Fact]
+    public void ScoreReportsSparseGptBesideTheMetricsAndTheUpdateChangesKeptWeights()
+    {
+        var s = PipelineTests.Setup();
+        string metrics = Path.Combine(TestCheckpoints.TempDir("metrics"), "lib.txt");
+        File.WriteAllLines(metrics, ["magnitude", "sparsegpt"]);
+        var (exit, stdout, err) = CliRunner.Run(["score", .. PipelineTests.Common(s), "--metrics", metrics, "--json"]);
+        Assert.True(exit == 0, err);
+        using var doc = JsonDocument.Parse(stdout);
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToDictionary(r => r.GetProperty("metric").GetString()!, r => r);
+        Assert.True(rows["sparsegpt"].GetProperty("valid").GetBoolean());
+        Assert.Equal(0.5, rows["sparsegpt"].GetProperty("sparsity").GetDouble(), 2);   // per block, not exactly per row
+        Assert.True(rows["W"].GetProperty("valid").GetBoolean());
+
+        var (exit2, stdout2, err2) = CliRunner.Run(["score", .. PipelineTests.Common(s), "--metrics", metrics, "--json", "--update", "obs"]);
+        Assert.True(exit2 == 0, err2);
+        using var doc2 = JsonDocument.Parse(stdout2);
+        var rows2 = doc2.RootElement.GetProperty("rows").EnumerateArray().ToDictionary(r => r.GetProperty("metric").GetString()!, r => r);
+        Assert.Equal(0.5, rows2["W + obs"].GetProperty("sparsity").GetDouble(), 3);
+        Assert.NotEqual(rows["W"].GetProperty("perplexity").GetDouble(), rows2["W + obs"].GetProperty("perplexity").GetDouble());
+        Assert.Equal(rows["sparsegpt"].GetProperty("perplexity").GetDouble(), rows2["sparsegpt"].GetProperty("perplexity").GetDouble(), 6);
+    }
+
+    [Fact]
+    public void PruneWithTheUpdateKeepsTheMetricsMask()
+    {
+        var s = PipelineTests.Setup();
+        string a = Path.Combine(TestCheckpoints.TempDir("out"), "plain"), b = Path.Combine(TestCheckpoints.TempDir("out"), "obs");
+        var (e1, _, err1) = CliRunner.Run(["prune", .. PipelineTests.Common(s), "--metric", "wanda", "--nm", "2:4", "--out", a]);
+        Assert.True(e1 == 0, err1);
+        var (e2, out2, err2) = CliRunner.Run(["prune", .. PipelineTests.Common(s), "--metric", "wanda", "--nm", "2:4", "--update", "obs", "--out", b, "--json"]);
+        Assert.True(e2 == 0, err2);
+        Assert.Equal(0.5, JsonDocument.Parse(out2).RootElement.GetProperty("sparsity").GetDouble(), 6);
+        using var ma = Runtime.Checkpoint.Load(a);
+        using var mb = Runtime.Checkpoint.Load(b);
+        var wa = TestCheckpoints.Floats(ma.Blocks[0].Q);
+        var wb = TestCheckpoints.Floats(mb.Blocks[0].Q);
+        // Block 0 sees the same dense inputs in both runs, so the masks are the same; the kept weights moved.
+        for (int i = 0; i < wa.Length; i++) Assert.Equal(wa[i] == 0, wb[i] == 0);
+        Assert.Contains(Enumerable.Range(0, wa.Length), i => wa[i] != 0 && Math.Abs(wa[i] - wb[i]) > 1e-4f);
+    }
+
+    static void AssertOneLine(string expected, params string[] args)
+    {
+        var (exit, _, err) = CliRunner.Run(args);
+        Assert.Equal(1, exit);
+        var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.Single(lines);
+        Assert.Contains(expected, lines[0]);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void BadInputIsOneClearLineAndNothingIsWritten()
+    {
+        var s = PipelineTests.Setup();
+        string outDir = Path.Combine(TestCheckpoints.TempDir("out"), "never");
+        AssertOneLine("--update must be none or obs", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
+        // hidden 32, intermediate 48: 2:5 fits no linear; refused before any block is pruned
+        AssertOneLine("needs every linear's input columns to be a multiple of 5", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
+        AssertOneLine("--update applies to prune and score", ["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
+        Assert.False(Directory.Exists(outDir));
+    }
+}
