@@ -131,7 +131,7 @@ public sealed class Pruner(IMetricBackend backend)
         string? invalid = null;
         for (int i = 0; i < model.Blocks.Count && invalid is null; i++)
         {
-            progress?.Report($"pruning block {i + 1}/{model.Blocks.Count} with {metric}");
+            progress?.Report($"pruning block {i + 1}/{model.Blocks.Count} with {(obs is { OwnMask: true } ? PruneMethod.SparseGptName : obs != null ? $"{metric} + obs" : metric)}");
             fw.Restart();
             var stats = new XStats();
             // ---- OBS hook (SparseGpt.cs): the same forward gathers the Hessians of the block's linears ----
