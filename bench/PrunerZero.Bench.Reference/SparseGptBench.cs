@@ -144,6 +144,7 @@ public static class SparseGptBench
             var mask1 = tmp.le(thresh);
             for (long i = 0; i < count; i++)
             {
+                using var column = NewDisposeScope();   // each column's outer product is R·(K − c) floats: free it at once
                 long c = i1 + i;
                 var w = W.select(1, c);
                 var d = Hinv[c, c];
