@@ -35,6 +35,8 @@ public sealed record ClusterFitnessOptions
     public TimeSpan Wait { get; init; } = TimeSpan.FromMinutes(5);
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(100);
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A worker that has not answered for this long is dropped even if the membership still lists it.</summary>
+    public TimeSpan LostAfter { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 public sealed class ClusterFitness : IFitness, IDisposable
@@ -147,29 +149,41 @@ public sealed class ClusterFitness : IFitness, IDisposable
             var sw = Stopwatch.StartNew();
             try
             {
-                Call(w.Grain.Start(job, text, full), ct);
+                var lastAnswer = Stopwatch.StartNew();
+                bool started = false;
                 while (true)
                 {
-                    Thread.Sleep(_o.PollInterval);   // ct is checked by Call
-                    var s = Call(w.Grain.Poll(job), ct);
-                    if (s.Status is JobStatus.Queued or JobStatus.Running) continue;
-                    if (s.Status == JobStatus.Unknown) throw new InvalidOperationException("the worker does not know the job (restarted?)");
-                    if (s.Status == JobStatus.Failed)
+                    // A call that fails is retried (Start is idempotent) until the worker leaves the membership
+                    // or has not answered for LostAfter: one slow answer on a loaded machine is not a dead worker.
+                    try
                     {
-                        Release(w, sw.Elapsed.TotalSeconds, counted: false);
-                        throw new WorkerFailedException($"worker {w.Info.Name} failed to evaluate {text}: {s.Failure}");
+                        if (!started) { Call(w.Grain.Start(job, text, full), ct); started = true; lastAnswer.Restart(); }
+                        Thread.Sleep(_o.PollInterval);
+                        var s = Call(w.Grain.Poll(job), ct);
+                        lastAnswer.Restart();
+                        if (s.Status is JobStatus.Queued or JobStatus.Running) continue;
+                        if (s.Status == JobStatus.Unknown) throw new LostJobException("the worker does not know the job (restarted?)");
+                        if (s.Status == JobStatus.Failed)
+                        {
+                            Release(w, sw.Elapsed.TotalSeconds, counted: false);
+                            throw new WorkerFailedException($"worker {w.Info.Name} failed to evaluate {text}: {s.Failure}");
+                        }
+                        Release(w, sw.Elapsed.TotalSeconds, counted: true);
+                        _log.WriteLine(Rates());
+                        var r = s.Valid ? new FitnessResult(true, s.Perplexity, null, s.Seconds) : FitnessResult.Invalid(s.InvalidReason ?? "invalid", s.Seconds);
+                        return r with { Worker = w.Info.Name };
                     }
-                    Release(w, sw.Elapsed.TotalSeconds, counted: true);
-                    _log.WriteLine(Rates());
-                    var r = s.Valid ? new FitnessResult(true, s.Perplexity, null, s.Seconds) : FitnessResult.Invalid(s.InvalidReason ?? "invalid", s.Seconds);
-                    return r with { Worker = w.Info.Name };
+                    catch (Exception e) when (e is not (WorkerFailedException or LostJobException or OperationCanceledException))
+                    {
+                        if (w.Lost || e is SiloUnavailableException || lastAnswer.Elapsed > _o.LostAfter) throw new LostJobException(e.Message, e);
+                    }
                 }
             }
-            catch (WorkerFailedException) { throw; }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested) { throw; }
-            catch (Exception e) { Lose(w, e); }
+            catch (LostJobException e) { Lose(w, e.InnerException ?? e); }
         }
     }
+
+    sealed class LostJobException(string message, Exception? inner = null) : Exception(message, inner);
 
     T Call<T>(Task<T> call, CancellationToken ct) => call.WaitAsync(_o.CallTimeout, ct).GetAwaiter().GetResult();
     void Call(Task call, CancellationToken ct) => call.WaitAsync(_o.CallTimeout, ct).GetAwaiter().GetResult();
@@ -226,7 +240,6 @@ public sealed class ClusterFitness : IFitness, IDisposable
     {
         lock (_lock)
         {
-            if (w.Lost) return;
             w.Lost = true;
             w.Busy = false;
         }
@@ -247,7 +260,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
                 {
                     string key = silo.ToParsableString();
                     lock (_lock)
-                        if (_workers.ContainsKey(key) || _refused.Contains(key)) continue;
+                        if (_refused.Contains(key) || _workers.TryGetValue(key, out var known) && !known.Lost) continue;
                     tasks.Add(Probe(key));
                 }
                 await Task.WhenAll(tasks);
@@ -290,12 +303,18 @@ public sealed class ClusterFitness : IFitness, IDisposable
             _log.WriteLine($"cluster: worker {info.Name} is loading the model");
             return;
         }
+        string verb = "joined";
         lock (_lock)
         {
-            if (_workers.ContainsKey(key)) return;
-            _workers[key] = new Worker(key, grain, info);
+            if (_workers.TryGetValue(key, out var known))
+            {
+                if (!known.Lost || known.Busy) return;
+                known.Lost = false;   // it answers again: it was slow, not dead
+                verb = "answers again";
+            }
+            else _workers[key] = new Worker(key, grain, info);
         }
-        _log.WriteLine($"cluster: worker {info.Name} joined ({info.Device})");
+        _log.WriteLine($"cluster: worker {info.Name} {verb} ({info.Device})");
         _changed.Release();
     }
 

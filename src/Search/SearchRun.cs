@@ -86,7 +86,14 @@ public static class SearchRun
         static readonly Comparison<Member> ByFitness = (a, b) =>
         {
             int c = a.Key.CompareTo(b.Key);
-            return c != 0 ? c : a.Eval.Id.CompareTo(b.Eval.Id); // ties: the earlier candidate ranks first
+            if (c != 0) return c;
+            // Ties: the earlier candidate ranks first, by (iteration, slot) rather than by database id: within a
+            // batch, ids follow the order in which evaluations finish, which depends on timing. With batch 1 both
+            // orders are the same.
+            c = a.Eval.Iteration.CompareTo(b.Eval.Iteration);
+            if (c != 0) return c;
+            c = a.Eval.Slot.CompareTo(b.Eval.Slot);
+            return c != 0 ? c : a.Eval.Id.CompareTo(b.Eval.Id);
         };
 
         public void Search()
