@@ -116,7 +116,12 @@ public class ClusterTests
         Assert.Equal(File.ReadAllText(Path.Combine(single, "best.txt")), File.ReadAllText(Path.Combine(run, "best.txt")));
         static string Table(string stdout) => string.Join("\n", stdout.Split('\n').SkipWhile(l => !l.StartsWith("rank")).TakeWhile(l => !l.StartsWith("workers:") && !l.StartsWith("db:")));
         Assert.Equal(Table(singleOut), Table(s.Out));
-        var workers = File.ReadAllLines(Path.Combine(run, "workers.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        // subject (quoted when it holds commas), kind, worker
+        var workers = File.ReadAllLines(Path.Combine(run, "workers.csv")).Skip(1).Select(l =>
+        {
+            int k = l.LastIndexOf(','), j = l.LastIndexOf(',', k - 1);
+            return new[] { l[..j], l[(j + 1)..k], l[(k + 1)..] };
+        }).ToList();
         Assert.DoesNotContain(workers, w => w[^1] == "w3");
         Assert.Contains(workers, w => w[^1] == "w1");
         // One row per evaluation made: 10+ screens, 2 leaders' full checks, 3 baselines x (screen, full).
