@@ -26,6 +26,15 @@ public sealed class SearchOptionsCli : PruneOptionsBase
 
     [Option("report-top", Default = 10, HelpText = "Leaders re-checked on the full test split and reported.")]
     public int ReportTop { get; set; }
+
+    [Option("batch", Default = 1, HelpText = "Children per batch, made from the population at the batch start and evaluated together; part of the run's identity.")]
+    public int Batch { get; set; }
+
+    [Option("cluster", HelpText = "Evaluate on the workers of this cluster: localhost[:PORT] or redis://HOST:PORT[/NAME] (see `worker`).")]
+    public string? Cluster { get; set; }
+
+    [Option("wait", Default = 300, HelpText = "With --cluster: seconds to wait for a reachable, compatible worker before failing.")]
+    public int Wait { get; set; }
 }
 
 /// <summary>
@@ -33,14 +42,15 @@ public sealed class SearchOptionsCli : PruneOptionsBase
 /// then WikiText-2 perplexity: on evenly spaced screen windows, or on the full test split for leaders.
 /// One model in memory, so evaluations run one at a time (LibTorch already uses every core in the forward).
 /// </summary>
-public sealed class PruningFitness(PruneSession session, PruneTarget target, IMetricBackend backend, int screenWindows) : IFitness
+public sealed class PruningFitness(PruneSession session, PruneTarget target, IMetricBackend backend, int screenWindows, int batch = 1) : IFitness
 {
     readonly Lock _lock = new();
 
     public string Protocol =>
         $"{session.Protocol(target)} pruning=one-shot(dense X, G) screen_windows={screenWindows}(spread) full=all windows";
 
-    public int MaxParallelism => 1;
+    /// <summary>The search's batch; the lock still runs one evaluation at a time.</summary>
+    public int MaxParallelism => batch;
 
     public FitnessResult Screen(Expr metric, CancellationToken ct) => Evaluate(metric, screenWindows);
 
@@ -68,14 +78,22 @@ public static class SearchCommand
         var target = o.Target();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
-        using var backend = o.Backend();
-        using var session = new PruneSession(o.Session() with { EvalWindows = null }, log, progress);
-        var fitness = new PruningFitness(session, target, backend, o.ScreenWindows);
-        log.WriteLine($"search: population {o.Population}, iterations {o.Iterations}, height {o.MinDepth}..{o.MaxDepth}, top-k {o.TopK}, mutation {o.Mutation}, seed {o.Seed}");
-        log.WriteLine($"fitness: {fitness.Protocol}");
-
+        if (o.Batch < 1) throw new PrunerZeroException($"--batch must be at least 1, got {o.Batch}");
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); log.WriteLine("stopping after the current evaluation; continue with --resume"); };
+        using var resources = new Resources();
+        IFitness fitness;
+        if (o.Cluster is not null)
+            fitness = resources.Add(ClusterWiring.ConnectSearch(o, log, cts.Token));
+        else
+        {
+            var backend = resources.Add(o.Backend());
+            var session = resources.Add(new PruneSession(o.Session() with { EvalWindows = null }, log, progress));
+            fitness = new PruningFitness(session, target, backend, o.ScreenWindows, o.Batch);
+        }
+        log.WriteLine($"search: population {o.Population}, iterations {o.Iterations}, height {o.MinDepth}..{o.MaxDepth}, top-k {o.TopK}, mutation {o.Mutation}, seed {o.Seed}, batch {o.Batch}");
+        log.WriteLine($"fitness: {fitness.Protocol}");
+
         SearchReport report;
         try
         {
@@ -89,6 +107,7 @@ public static class SearchCommand
         catch (RunParametersMismatchException e) { throw new PrunerZeroException(e.Message); }
         catch (ArgumentException e) { throw new PrunerZeroException(e.Message); }
         catch (OperationCanceledException) { throw new PrunerZeroException($"search stopped; resume with --resume --run {o.Run}"); }
+        catch (Cluster.ClusterUnavailableException e) { throw new PrunerZeroException(e.Message); }
         progress.Done();
 
         Console.WriteLine(fitness.Protocol);
@@ -100,8 +119,17 @@ public static class SearchCommand
             Console.WriteLine($"{"base",4}  {b.Screen.Perplexity,10:0.000}  {b.Full.Perplexity,10:0.000}  {b.Name} = {b.Expr}");
         if (report.Best is { } best) Console.WriteLine($"best: {best.Expr}  (full perplexity {best.Full?.Perplexity:0.000})");
         Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}");
+        if (fitness is Cluster.ClusterFitness cf) Console.WriteLine(cf.Rates());
         foreach (var (kind, path) in report.Files) Console.WriteLine($"{kind}: {path}");
         return 0;
+    }
+
+    /// <summary>Disposed in reverse order of creation (the session before the back end it uses).</summary>
+    sealed class Resources : IDisposable
+    {
+        readonly Stack<IDisposable> _all = new();
+        public T Add<T>(T d) where T : IDisposable { _all.Push(d); return d; }
+        public void Dispose() { while (_all.Count > 0) _all.Pop().Dispose(); }
     }
 
     /// <summary>The search's own lines are kept (one per iteration); the session's per-window lines are not repeated here.</summary>

@@ -25,6 +25,9 @@ public interface IFitness
 /// <summary>Outcome of one evaluation. Perplexity is meaningful only when Valid.</summary>
 public sealed record FitnessResult(bool Valid, double Perplexity, string? InvalidReason, double Seconds)
 {
+    /// <summary>Who evaluated it (a cluster worker's name); null for an evaluation in this process. Recorded, not compared.</summary>
+    public string? Worker { get; init; }
+
     public static FitnessResult Invalid(string reason, double seconds = 0) => new(false, double.NaN, reason, seconds);
 
     /// <summary>Sort key: invalid or non-finite results rank after every valid one.</summary>

@@ -5,6 +5,7 @@
 //   fitness.png   best and median screen perplexity per iteration (ScottPlot, headless via SkiaSharp)
 //   best.json     the best tree as nested {op, children}
 //   best.txt      the best tree as a prefix expression that `prune --metric` / `score` accept
+//   workers.csv   subject,kind,worker: which cluster worker evaluated what (cluster runs only)
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -34,6 +35,13 @@ public static class ReportWriter
             files["best-expr"] = Save(dir, "best.txt", r.Best.Expr + "\n");
         }
 
+        if (r.Workers.Count > 0)
+        {
+            var w = new StringBuilder("subject,kind,worker\n");
+            foreach (var a in r.Workers) w.Append(CultureInfo.InvariantCulture, $"{CsvField(a.Subject)},{a.Kind},{CsvField(a.Worker)}\n");
+            files["workers"] = Save(dir, "workers.csv", w.ToString());
+        }
+
         var json = new JsonObject
         {
             ["algorithm"] = SearchRun.Algorithm,
@@ -60,6 +68,8 @@ public static class ReportWriter
         files["report-md"] = Save(dir, "report.md", Markdown(o, r));
         return files;
     }
+
+    static string CsvField(string s) => s.Contains(',') || s.Contains('"') ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
 
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
@@ -102,6 +112,13 @@ public static class ReportWriter
                 sb.Append(CultureInfo.InvariantCulture, $"| {b.Name} | `{b.Expr}` | {Ppl(b.Screen)} | {Ppl(b.Full)} |\n");
         }
         if (r.Best is not null) sb.Append(CultureInfo.InvariantCulture, $"\nBest (by full perplexity among the leaders): `{r.Best.Expr}`\n");
+        if (r.Workers.Count > 0)
+        {
+            sb.Append("\n| worker | screen checks | full checks |\n| --- | --- | --- |\n");
+            foreach (var g in r.Workers.GroupBy(a => a.Worker).OrderBy(g => g.Key, StringComparer.Ordinal))
+                sb.Append(CultureInfo.InvariantCulture, $"| {g.Key} | {g.Count(a => a.Kind == "screen")} | {g.Count(a => a.Kind == "full")} |\n");
+            sb.Append("\nEvery evaluation and its worker: workers.csv.\n");
+        }
         return sb.ToString();
     }
 

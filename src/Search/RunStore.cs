@@ -4,6 +4,8 @@
 //   population  (iteration, rank, eval_id)    the population after each iteration (0 = initial)
 //   history     (iteration, best, median, …)  what the plot and history.csv show
 //   baselines   (name, …)                     magnitude / wanda / pruner-zero through the same fitness
+//   evaluation_workers (subject, kind, worker) which cluster worker made each screen / full result
+//                                              (subject: the canonical form, or "baseline:NAME")
 // Each evaluation is committed on its own (autocommit, synchronous=FULL) the moment it finishes, so a
 // kill -9 loses at most the evaluations in flight. Resume replays the deterministic search from the
 // start, taking fitness from here instead of calling the fitness again.
@@ -17,6 +19,9 @@ namespace PrunerZero.Search;
 public sealed record StoredEvaluation(
     long Id, string Canonical, string Generated, int Iteration, int Slot, int Attempt,
     long? Parent1, long? Parent2, FitnessResult Screen, FitnessResult? Full);
+
+/// <summary>Which worker evaluated a candidate (its canonical form) or a baseline ("baseline:NAME"), for the screen or the full check.</summary>
+public sealed record WorkerAssignment(string Subject, string Kind, string Worker);
 
 public sealed class RunParametersMismatchException(string message) : InvalidOperationException(message);
 
@@ -63,6 +68,8 @@ public sealed class RunStore : IDisposable
                 name TEXT PRIMARY KEY, expr TEXT NOT NULL, canonical TEXT NOT NULL,
                 screen_valid INTEGER NOT NULL, screen_ppl REAL, screen_reason TEXT, screen_seconds REAL NOT NULL,
                 full_valid INTEGER NOT NULL, full_ppl REAL, full_reason TEXT, full_seconds REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS evaluation_workers (
+                subject TEXT NOT NULL, kind TEXT NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (subject, kind));
             """);
         try { store.CheckParams(path, parameters, mutable ?? new HashSet<string>()); }
         catch { store.Dispose(); throw; }
@@ -224,6 +231,30 @@ public sealed class RunStore : IDisposable
                 ("$sv", b.Screen.Valid ? 1 : 0), ("$sp", Finite(b.Screen.Perplexity)), ("$sr", b.Screen.InvalidReason), ("$ss", b.Screen.Seconds),
                 ("$fv", b.Full.Valid ? 1 : 0), ("$fp", Finite(b.Full.Perplexity)), ("$fr", b.Full.InvalidReason), ("$fs", b.Full.Seconds));
             cmd.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>Records which worker made a result (kind: screen or full). Its own statement, after the result's.</summary>
+    public void SetWorker(string subject, string kind, string worker)
+    {
+        lock (_lock)
+        {
+            using var cmd = Cmd("INSERT OR REPLACE INTO evaluation_workers (subject, kind, worker) VALUES ($s, $k, $w)",
+                ("$s", subject), ("$k", kind), ("$w", worker));
+            cmd.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>Every recorded (subject, kind, worker), ordered by subject then kind.</summary>
+    public List<WorkerAssignment> LoadWorkers()
+    {
+        lock (_lock)
+        {
+            var all = new List<WorkerAssignment>();
+            using var cmd = Cmd("SELECT subject, kind, worker FROM evaluation_workers ORDER BY subject, kind");
+            using var r = cmd.ExecuteReader();
+            while (r.Read()) all.Add(new WorkerAssignment(r.GetString(0), r.GetString(1), r.GetString(2)));
+            return all;
         }
     }
 

@@ -69,4 +69,8 @@ public sealed record SearchReport(
     int FitnessCalls,
     int Evaluations,
     int CacheHits,
-    IReadOnlyDictionary<string, string> Files);
+    IReadOnlyDictionary<string, string> Files)
+{
+    /// <summary>Which cluster worker evaluated what (empty for a single-process run).</summary>
+    public IReadOnlyList<WorkerAssignment> Workers { get; init; } = [];
+}

@@ -86,7 +86,14 @@ public static class SearchRun
         static readonly Comparison<Member> ByFitness = (a, b) =>
         {
             int c = a.Key.CompareTo(b.Key);
-            return c != 0 ? c : a.Eval.Id.CompareTo(b.Eval.Id); // ties: the earlier candidate ranks first
+            if (c != 0) return c;
+            // Ties: the earlier candidate ranks first, by (iteration, slot) rather than by database id: within a
+            // batch, ids follow the order in which evaluations finish, which depends on timing. With batch 1 both
+            // orders are the same.
+            c = a.Eval.Iteration.CompareTo(b.Eval.Iteration);
+            if (c != 0) return c;
+            c = a.Eval.Slot.CompareTo(b.Eval.Slot);
+            return c != 0 ? c : a.Eval.Id.CompareTo(b.Eval.Id);
         };
 
         public void Search()
@@ -212,6 +219,7 @@ public static class SearchRun
                 if (r.Seconds <= 0) r = r with { Seconds = sw.Elapsed.TotalSeconds };
                 Interlocked.Increment(ref _fitnessCalls);
                 results[i] = store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2, r);
+                if (r.Worker is not null) store.SetWorker(c.Key, "screen", r.Worker);
             }
             RunAll(todo, One);
             foreach (int i in todo) _stored[cands[i].Key] = results[i];
@@ -285,6 +293,7 @@ public static class SearchRun
                 var full = fitness.Full(m.Expr, ct) ?? throw new InvalidOperationException($"fitness returned null for {m.Expr}");
                 if (full.Seconds <= 0) full = full with { Seconds = sw.Elapsed.TotalSeconds };
                 store.SetFull(m.Eval.Id, full);
+                if (full.Worker is not null) store.SetWorker(m.Eval.Canonical, "full", full.Worker);
                 lock (_stored) _stored[m.Eval.Canonical] = _stored[m.Eval.Canonical] with { Full = full };
             });
             var top = leaders.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
@@ -301,6 +310,8 @@ public static class SearchRun
                         progress?.Report($"baseline {name} = {expr}");
                         b = new BaselineResult(name, expr, fitness.Screen(expr, ct), fitness.Full(expr, ct));
                         store.AddBaseline(b);
+                        if (b.Screen.Worker is not null) store.SetWorker("baseline:" + name, "screen", b.Screen.Worker);
+                        if (b.Full.Worker is not null) store.SetWorker("baseline:" + name, "full", b.Full.Worker);
                     }
                     baselines.Add(b);
                 }
@@ -311,7 +322,7 @@ public static class SearchRun
                                        .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
             var population = _pop.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
             var report = new SearchReport(top, best, baselines, population, _history, _fitnessCalls, _evaluations, _duplicates,
-                                          new Dictionary<string, string>());
+                                          new Dictionary<string, string>()) { Workers = store.LoadWorkers() };
             var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
             if (best is not null)
                 progress?.Report($"best {best.Expr}  screen {best.Screen.Perplexity:0.###}  full {best.Full?.Perplexity:0.###}");

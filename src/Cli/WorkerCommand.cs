@@ -1,0 +1,100 @@
+using CommandLine;
+using PrunerZero.Cluster;
+using PrunerZero.Runtime;
+using PrunerZero.Runtime.Pruning;
+using PrunerZero.Search;
+
+namespace PrunerZero.Cli;
+
+[Verb("worker", HelpText = "Serve search evaluations as a member (Orleans silo) of a cluster; one worker per device.")]
+public sealed class WorkerOptions : PruneOptionsBase
+{
+    [Option("cluster", Required = true, HelpText = "localhost[:PORT] (one machine; start the first worker first) or redis://HOST:PORT[/NAME].")]
+    public string Cluster { get; set; } = "";
+
+    [Option("screen-windows", Default = 32, HelpText = "Windows of the fast fitness; must match the search's.")]
+    public int ScreenWindows { get; set; }
+
+    [Option("name", HelpText = "Name in progress lines and reports (default: HOST:SILO-PORT).")]
+    public string? Name { get; set; }
+
+    [Option("advertise", HelpText = "With redis: the IP address other machines reach this worker at (default: the first non-loopback IPv4 address).")]
+    public string? Advertise { get; set; }
+}
+
+/// <summary>What the worker verb and `search --cluster` share: the cluster SPEC and the protocol both sides compute the same way.</summary>
+public static class ClusterWiring
+{
+    public static ClusterSpec Spec(string text)
+    {
+        try { return ClusterSpec.Parse(text); }
+        catch (ClusterSpecException e) { throw new PrunerZeroException(e.Message); }
+    }
+
+    /// <summary>Content hashes of model, data and calibration, and every setting that changes a fitness value.</summary>
+    public static string Protocol(PruneOptionsBase o, int screenWindows)
+    {
+        var s = o.Session();
+        if (!Directory.Exists(s.ModelDir)) throw new PrunerZeroException($"--model {s.ModelDir}: no such folder");
+        if (!File.Exists(s.EvalPath)) throw new PrunerZeroException($"--dataset {s.EvalPath}: no such file");
+        if (!File.Exists(s.CalibPath)) throw new PrunerZeroException($"--calib {s.CalibPath}: no such file");
+        if (screenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {screenWindows}");
+        return ProtocolId.Describe(s.ModelDir, s.EvalPath, s.CalibPath,
+        [
+            ("nsamples", s.NSamples.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("seqlen", s.Seqlen?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model"),
+            ("calib_sampling", s.Sampling.ToString().ToLowerInvariant()),
+            ("calib_seed", s.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("target", o.Target().ToString()),
+            ("screen_windows", screenWindows.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("pruning", "one-shot(dense X, G)"),
+        ]);
+    }
+
+    public static ClusterFitness ConnectSearch(SearchOptionsCli o, TextWriter log, CancellationToken ct)
+    {
+        var spec = Spec(o.Cluster!);
+        if (o.Wait < 1) throw new PrunerZeroException($"--wait must be at least 1 second, got {o.Wait}");
+        var protocol = Protocol(o, o.ScreenWindows);
+        log.WriteLine($"cluster: joining {spec} as a client; protocol {protocol}");
+        try
+        {
+            return ClusterFitness.Connect(new ClusterFitnessOptions
+            {
+                Spec = spec, Protocol = protocol, Batch = o.Batch, Wait = TimeSpan.FromSeconds(o.Wait),
+            }, log, ct);
+        }
+        catch (ClusterUnavailableException e) { throw new PrunerZeroException(e.Message); }
+    }
+}
+
+public static class WorkerCommand
+{
+    public static int Run(WorkerOptions o)
+    {
+        var spec = ClusterWiring.Spec(o.Cluster);
+        var target = o.Target();
+        var options = o.Session() with { EvalWindows = null };
+        var protocol = ClusterWiring.Protocol(o, o.ScreenWindows);
+        var progress = new ProgressLine();
+        var log = new ProgressAwareWriter(progress, Console.Error);
+        using var backend = o.Backend();   // a CUDA request without a GPU fails here, before joining
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        PruneSession? session = null;
+        try
+        {
+            WorkerHost.RunAsync(spec, o.Name, o.Advertise, protocol, o.Device.ToLowerInvariant(), () =>
+            {
+                session = new PruneSession(options, log, progress);
+                _ = session.DenseStats;   // X and G once, before the first job
+                _ = session.Gradients;
+                progress.Done();
+                return new PruningFitness(session, target, backend, o.ScreenWindows);
+            }, log, cts.Token).GetAwaiter().GetResult();
+        }
+        catch (ClusterSpecException e) { throw new PrunerZeroException(e.Message); }
+        finally { session?.Dispose(); }
+        return 0;
+    }
+}
