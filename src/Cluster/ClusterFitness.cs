@@ -98,7 +98,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
             try
             {
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                attempt.CancelAfter(TimeSpan.FromSeconds(Math.Clamp((deadline - DateTime.UtcNow).TotalSeconds, 1, 30)));
+                attempt.CancelAfter(TimeSpan.FromSeconds(Math.Clamp((deadline - DateTime.UtcNow).TotalSeconds, 1, 10)));   // a first attempt can hang while the silos settle; the next one connects
                 host.StartAsync(attempt.Token).GetAwaiter().GetResult();
                 var f = new ClusterFitness(o, host, log);
                 f.WaitForWorker(ct);
