@@ -7,61 +7,6 @@ namespace PrunerZero.Runtime.Tests;
 /// <summary>tokenizer.json as Hugging Face's `tokenizers` reads it: pre-tokenizer steps and the special tokens around a string.</summary>
 public class TokenizerJsonTests
 {
-    static string[] Pieces(string preTokenizerJson, string text, params string[] special)
-    {
-        var pre = HfPreTokenizer.FromJson(JsonNode.Parse(preTokenizerJson), special, "test");
-        return [.. pre.PreTokenize(text).Select(p => text.Substring(p.Offset, p.Length))];
-    }
-
-    static string Split(string behavior, bool invert = false) =>
-        $$"""{"type":"Split","pattern":{"String":"-"},"behavior":"{{behavior}}","invert":{{(invert ? "true" : "false")}}}""";
-
-    [Fact]
-    public void SplitBehaviorsAsTheTokenizersDocsShowThem()
-    {
-        // The examples of tokenizers' SplitDelimiterBehavior documentation.
-        const string t = "the-final--countdown";
-        Assert.Equal(["the", "final", "countdown"], Pieces(Split("Removed"), t));
-        Assert.Equal(["the", "-", "final", "-", "-", "countdown"], Pieces(Split("Isolated"), t));
-        Assert.Equal(["the-", "final-", "-", "countdown"], Pieces(Split("MergedWithPrevious"), t));
-        Assert.Equal(["the", "-final", "-", "-countdown"], Pieces(Split("MergedWithNext"), t));
-        Assert.Equal(["the", "-", "final", "--", "countdown"], Pieces(Split("Contiguous"), t));
-        Assert.Equal(["-", "-", "-"], Pieces(Split("Removed", invert: true), t)); // the words are the matches now
-    }
-
-    [Fact]
-    public void DigitsThenByteLevelRefinesEveryPiece()
-    {
-        // SmolLM's pre-tokenizer: digits one by one, then the GPT-2 regex inside each piece.
-        const string seq = """{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}]}""";
-        Assert.Equal(["Call", " ", "9", "1", "1", " now", "!"], Pieces(seq, "Call 911 now!"));
-        Assert.Equal(["ab", " ", "12", " c"], Pieces("""{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":false},{"type":"ByteLevel","use_regex":true}]}""", "ab 12 c"));
-        // Plain GPT-2 regex on the same text keeps " 911" whole.
-        Assert.Equal(["Call", " 911", " now", "!"], Pieces("""{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}""", "Call 911 now!"));
-    }
-
-    [Fact]
-    public void Llama3SplitIsolatedThenByteLevelWithoutRegex()
-    {
-        const string seq = """
-            {"type":"Sequence","pretokenizers":[
-              {"type":"Split","pattern":{"Regex":"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false},
-              {"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}
-            """;
-        Assert.Equal(["Hello", " world", "'S", " ", "123", "45", "\n\n", "x"], Pieces(seq, "Hello world'S 12345\n\nx"));
-    }
-
-    [Fact]
-    public void SpecialTokensAreCutOutFirstAndUnsupportedStepsRefused()
-    {
-        const string bl = """{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}""";
-        Assert.Equal(["<s>", "hi", "</s>", "<s>", " there"], Pieces(bl, "<s>hi</s><s> there", "<s>", "</s>"));
-        var e = Assert.Throws<PrunerZeroException>(() => Pieces("""{"type":"Metaspace","replacement":"▁"}""", "x"));
-        Assert.Contains("Metaspace", e.Message);
-        e = Assert.Throws<PrunerZeroException>(() => Pieces("""{"type":"Split","pattern":{"String":"-"},"behavior":"Sideways"}""", "x"));
-        Assert.Contains("Sideways", e.Message);
-    }
-
     /// <summary>The test byte tokenizer with its tokenizer.json and tokenizer_config.json edited.</summary>
     static TextTokenizer Load(Action<JsonObject>? editJson, string? tokenizerConfig)
     {
