@@ -136,3 +136,54 @@ public class SentencePieceGoldenTests
         Assert.True(failures.Count == 0, $"{failures.Count} differences:\n" + string.Join("\n", failures.Take(40)));
     }
 }
+
+public class SentencePieceBadInputTests
+{
+    static string Write(byte[] bytes)
+    {
+        string dir = TestCheckpoints.TempDir("spmbad");
+        File.WriteAllBytes(Path.Combine(dir, "tokenizer.model"), bytes);
+        return dir;
+    }
+
+    [Fact]
+    public void NotAModelIsOneLineNamingTheFile()
+    {
+        foreach (var bytes in new byte[][] { [0xFF, 0xFF, 0xFF, 0xFF, 0x0F], "{\"model\": 1}"u8.ToArray(), [] })
+        {
+            string dir = Write(bytes);
+            var e = Assert.Throws<PrunerZeroException>(() => TextTokenizer.Load(dir));
+            Assert.StartsWith(Path.Combine(dir, "tokenizer.model") + ": ", e.Message);
+            Assert.Contains("SentencePiece model", e.Message);
+            Assert.DoesNotContain("\n", e.Message);
+        }
+    }
+
+    [Fact]
+    public void WordModelsAreRefusedByName()
+    {
+        // The golden llama_bpe model with its trainer_spec's model_type changed to WORD (3) by appending the field.
+        var m = File.ReadAllBytes(Golden.File("spm", "llama_bpe.model"));
+        using var ms = new MemoryStream();
+        ms.Write(m);
+        var o = new CodedOutputStream(ms);
+        o.WriteTag(2, WireFormat.WireType.LengthDelimited);
+        o.WriteBytes(ByteString.CopyFrom(0x18, 0x03));   // field 3 (model_type), varint 3; merged into trainer_spec
+        o.Flush();
+        var e = Assert.Throws<PrunerZeroException>(() => TextTokenizer.Load(Write(ms.ToArray())));
+        Assert.Contains("model type WORD is not supported", e.Message);
+    }
+
+    [Fact]
+    public void LoadedThroughTextTokenizerWithBosOnce()
+    {
+        string dir = TestCheckpoints.TempDir("spmgold");
+        File.Copy(Golden.File("spm", "llama_bpe.model"), Path.Combine(dir, "tokenizer.model"));
+        var tok = TextTokenizer.Load(dir);
+        var sp = Tokenization.SentencePieceEncoder.Load(Golden.File("spm", "llama_bpe.model"));
+        Assert.Equal(1, tok.BosId);
+        Assert.Equal([1, .. sp.Encode("shooo —")], tok.Encode("shooo —"));
+        Assert.Equal([1, .. sp.Encode("—")], tok.Encode("—"));
+        Assert.True(sp.Encode("—").Length >= 2);   // "▁" and the character (or its bytes), not nothing
+    }
+}
