@@ -6,6 +6,9 @@ namespace PrunerZero.Runtime;
 /// </summary>
 public static class ByteLevel
 {
+    /// <summary>GPT-2's pre-tokenizer pattern (tokenizers' ByteLevel with use_regex), which the BPE trainer splits words with.</summary>
+    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
     public static readonly char[] ByteToChar = Build();
 
     static char[] Build()

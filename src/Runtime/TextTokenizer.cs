@@ -1,12 +1,15 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML.Tokenizers;
+using PrunerZero.Runtime.Tokenization;
 
 namespace PrunerZero.Runtime;
 
 /// <summary>
-/// A checkpoint's tokenizer through Microsoft.ML.Tokenizers: `tokenizer.model` (SentencePiece, as LLaMA-1/2
-/// ship it) or `tokenizer.json` (byte-level BPE). <see cref="Encode"/> adds the special tokens that
+/// A checkpoint's tokenizer: `tokenizer.model` (SentencePiece, as LLaMA-1/2 ship it) is encoded by this
+/// project's <see cref="SentencePieceEncoder"/> (sentencepiece's algorithms on the parsed model, checked id for
+/// id against sentencepiece), `tokenizer.json` by Hugging Face's own `tokenizers` library (Rust, through
+/// Tokenizers.DotNet) with the file's post_processor, truncation and padding taken out, so that this class
+/// alone decides the special tokens around a string. <see cref="Encode"/> adds the special tokens that
 /// Hugging Face's tokenizer adds to one string (BOS once at the start for LLaMA), decided as transformers
 /// decides it:
 /// - LlamaTokenizer(Fast) (also when tokenizer_config.json names no class: AutoTokenizer then picks it for
@@ -21,21 +24,18 @@ public sealed class TextTokenizer
     public static readonly string[] Files =
         ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
-    readonly Tokenizer _tok;
+    readonly Func<string, int[]> _encode;
+    readonly Func<IEnumerable<int>, string> _decode;
     readonly int[] _prefix, _suffix;
-    // tokenizer.json's `ignore_merges` (LLaMA-3): a pre-token found whole in the vocabulary is one token,
-    // whatever the merges would make of it. Null when the model merges every pre-token.
-    readonly (HfPreTokenizer Pre, Dictionary<string, int> Vocab, Dictionary<string, int> Special)? _ignoreMerges;
     /// <summary>The BOS id (null if the tokenizer has none), whether or not <see cref="Encode"/> adds it.</summary>
     public int? BosId { get; }
     public bool AddBos => _prefix.Length == 1 && _prefix[0] == BosId;
     public string Kind { get; }
 
-    TextTokenizer(Tokenizer tok, int? bosId, int[] prefix, int[] suffix, string kind,
-                  (HfPreTokenizer, Dictionary<string, int>, Dictionary<string, int>)? ignoreMerges = null)
+    TextTokenizer(Func<string, int[]> encode, Func<IEnumerable<int>, string> decode, int? bosId, int[] prefix, int[] suffix, string kind)
     {
-        _tok = tok;
-        _ignoreMerges = ignoreMerges;
+        _encode = encode;
+        _decode = decode;
         BosId = bosId;
         _prefix = prefix;
         _suffix = suffix;
@@ -57,26 +57,14 @@ public sealed class TextTokenizer
 
         if (File.Exists(spm))
         {
-            SentencePieceTokenizer tok;
-            try
-            {
-                using var s = File.OpenRead(spm);
-                tok = LlamaTokenizer.Create(s, addBeginOfSentence: false, addEndOfSentence: false);
-            }
-            catch (Exception e) when (e is not PrunerZeroException)
-            {
-                throw new PrunerZeroException($"{spm}: cannot read SentencePiece model ({e.Message})");
-            }
+            var tok = SentencePieceEncoder.Load(spm);
             // LlamaTokenizer's defaults: bos "<s>", eos "</s>", add_bos_token true, add_eos_token false.
-            int? bos = Piece(tok, bosText ?? "<s>") ?? config?.BosTokenId ?? tok.BeginningOfSentenceId;
-            int? eos = Piece(tok, eosText ?? "</s>") ?? config?.EosTokenId ?? tok.EndOfSentenceId;
-            return new TextTokenizer(tok, bos, Specials(addBos ?? true, bos, "BOS", spm), Specials(addEos ?? false, eos, "EOS", spm), "sentencepiece");
+            int? bos = tok.PieceId(bosText ?? "<s>") ?? config?.BosTokenId ?? tok.BosId;
+            int? eos = tok.PieceId(eosText ?? "</s>") ?? config?.EosTokenId ?? tok.EosId;
+            return new TextTokenizer(tok.Encode, tok.Decode, bos, Specials(addBos ?? true, bos, "BOS", spm), Specials(addEos ?? false, eos, "EOS", spm), "sentencepiece");
         }
         if (File.Exists(json)) return FromTokenizerJson(json, config, klass, addBos, addEos, bosText, eosText);
         throw new PrunerZeroException($"{dir}: no tokenizer (expected tokenizer.model or tokenizer.json)");
-
-        static int? Piece(SentencePieceTokenizer tok, string piece) =>
-            tok.Vocabulary.TryGetValue(piece, out int id) ? id : null;
     }
 
     static int[] Specials(bool add, int? id, string what, string path) =>
@@ -102,45 +90,18 @@ public sealed class TextTokenizer
     static TextTokenizer FromTokenizerJson(string path, LlamaConfig? config, string klass, bool? addBos, bool? addEos,
                                            string? bosText, string? eosText)
     {
-        var root = ReadJson(path) ?? throw new PrunerZeroException($"{path}: empty");
-        var model = root["model"] as JsonObject ?? throw new PrunerZeroException($"{path}: no model section");
-        string type = model["type"]?.GetValue<string>() ?? "BPE";
-        if (type != "BPE") throw new PrunerZeroException($"{path}: tokenizer model type '{type}' is not supported (BPE only)");
-        if (model["byte_fallback"] is JsonValue bf && bf.GetValue<bool>())
-            throw new PrunerZeroException($"{path}: SentencePiece-style BPE (byte_fallback) in tokenizer.json is not supported; put the checkpoint's tokenizer.model beside it");
-        if (root["normalizer"] is JsonObject norm)
-            throw new PrunerZeroException($"{path}: tokenizer normalizer '{norm["type"]}' is not supported");
-        if (!IsByteLevel(root["pre_tokenizer"]))
-            throw new PrunerZeroException($"{path}: a byte-level BPE tokenizer needs a ByteLevel step in its pre_tokenizer");
-
-        var vocabObj = model["vocab"] as JsonObject ?? throw new PrunerZeroException($"{path}: no model.vocab");
-        var vocab = vocabObj.Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value!.GetValue<int>())).ToList();
-        var merges = (model["merges"] as JsonArray ?? new JsonArray()).Select(m => m switch
-        {
-            JsonArray pair => pair[0]!.GetValue<string>() + " " + pair[1]!.GetValue<string>(),
-            _ => m!.GetValue<string>(),
-        }).ToList();
-        // Added tokens: the special ones are cut out of the text before pre-tokenization, as HF does.
+        var root = ReadJson(path) ?? throw new PrunerZeroException($"{path}: not a tokenizer.json (not a JSON object)");
+        if (root["model"] is not JsonObject model) throw new PrunerZeroException($"{path}: not a tokenizer.json (no model section)");
+        var vocabObj = model["vocab"] as JsonObject;
         var special = new Dictionary<string, int>();
         if (root["added_tokens"] is JsonArray added)
             foreach (var t in added.OfType<JsonObject>())
-                if (t["special"] is JsonValue sp && sp.GetValue<bool>()) special[t["content"]!.GetValue<string>()] = t["id"]!.GetValue<int>();
-
-        var pre = HfPreTokenizer.FromJson(root["pre_tokenizer"], special.Keys, path);
-        var options = new BpeOptions(vocab)
-        {
-            Merges = merges,
-            ByteLevel = true,
-            PreTokenizer = pre,
-            SpecialTokens = special.Count > 0 ? special : null,
-        };
-        Tokenizer tok;
-        try { tok = BpeTokenizer.Create(options); }
-        catch (Exception e) { throw new PrunerZeroException($"{path}: cannot build BPE tokenizer ({e.Message})"); }
+                if (t["content"] is JsonValue c && t["id"] is JsonValue i && i.TryGetValue<int>(out int id)) special[c.GetValue<string>()] = id;
+        var tok = HfTokenizer.Load(root, path);
 
         int? Id(string? text) => text is null ? null
             : special.TryGetValue(text, out var i) ? i
-            : vocabObj[text] is JsonValue v ? v.GetValue<int>() : null;
+            : vocabObj?[text] is JsonValue v && v.TryGetValue<int>(out int vi) ? vi : null;
         bool llama = klass.Length == 0 || LlamaClasses.Contains(klass);
         if (llama) { bosText ??= "<s>"; eosText ??= "</s>"; } // LlamaTokenizerFast's defaults
         int? bos = Id(bosText) ?? config?.BosTokenId;
@@ -158,17 +119,9 @@ public sealed class TextTokenizer
             if (addBos is bool ab) prefix = Specials(ab, bos, "BOS", path);
             if (addEos is bool ae) suffix = Specials(ae, eos, "EOS", path);
         }
-        bool ignoreMerges = model["ignore_merges"] is JsonValue im && im.GetValue<bool>();
-        return new TextTokenizer(tok, bos, prefix, suffix, "bpe",
-            ignoreMerges ? (pre, vocab.ToDictionary(kv => kv.Key, kv => kv.Value), special) : null);
+        string kind = model["type"] is JsonValue tv && tv.TryGetValue<string>(out var ts) ? ts.ToLowerInvariant() : "bpe";
+        return new TextTokenizer(tok.Encode, tok.Decode, bos, prefix, suffix, kind);
     }
-
-    static bool IsByteLevel(JsonNode? pre) => pre?["type"]?.GetValue<string>() switch
-    {
-        "ByteLevel" => true,
-        "Sequence" => (pre["pretokenizers"] as JsonArray)?.Any(IsByteLevel) == true,
-        _ => false,
-    };
 
     /// <summary>The special tokens the post_processor puts around one sequence: TemplateProcessing's `single`.</summary>
     static (int[] Prefix, int[] Suffix) Template(JsonNode? post, string path)
@@ -203,21 +156,10 @@ public sealed class TextTokenizer
     /// <summary>Token ids of one string with the special tokens HF's tokenizer adds (BOS once at the start for LLaMA).</summary>
     public int[] Encode(string text) => [.. _prefix, .. EncodeNoSpecial(text), .. _suffix];
 
-    /// <summary>Token ids of one string without special tokens (add_special_tokens=False).</summary>
-    public int[] EncodeNoSpecial(string text)
-    {
-        if (_ignoreMerges is not var (pre, vocab, special))
-            return [.. _tok.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true)];
-        var ids = new List<int>();
-        foreach (var (offset, length) in pre.PreTokenize(text))
-        {
-            string piece = text.Substring(offset, length);
-            if (special.TryGetValue(piece, out int sid)) ids.Add(sid);
-            else if (vocab.TryGetValue(ByteLevel.Encode(System.Text.Encoding.UTF8.GetBytes(piece)), out int wid)) ids.Add(wid);
-            else ids.AddRange(_tok.EncodeToIds(piece, considerPreTokenization: false, considerNormalization: false));
-        }
-        return [.. ids];
-    }
+    /// <summary>Token ids of one string without special tokens (add_special_tokens=False); special tokens
+    /// written in the text are still encoded as themselves.</summary>
+    public int[] EncodeNoSpecial(string text) => _encode(text);
 
-    public string Decode(IEnumerable<int> ids) => _tok.Decode(ids) ?? "";
+    /// <summary>Text of token ids: sentencepiece's decoding, or tokenizers' decode (special tokens skipped).</summary>
+    public string Decode(IEnumerable<int> ids) => _decode(ids);
 }

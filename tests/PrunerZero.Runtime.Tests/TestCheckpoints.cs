@@ -82,11 +82,22 @@ public static class TestCheckpoints
         {
             ["version"] = "1.0",
             ["added_tokens"] = new JsonArray(
-                new JsonObject { ["id"] = 256, ["content"] = "<s>", ["special"] = true },
-                new JsonObject { ["id"] = 257, ["content"] = "</s>", ["special"] = true }),
+                Added(256, "<s>"),
+                Added(257, "</s>")),
             ["normalizer"] = null,
-            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
-            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray("t h") },
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = null,
+                ["end_of_word_suffix"] = null, ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = false,
+                ["vocab"] = vocab, ["merges"] = new JsonArray("t h"),
+            },
+        };
+        static JsonObject Added(int id, string content) => new()
+        {
+            ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+            ["normalized"] = false, ["special"] = true,
         };
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tok.ToJsonString());
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}""");

@@ -7,14 +7,14 @@ namespace PrunerZero.Runtime.Training;
 
 /// <summary>
 /// Trains a byte-level BPE vocabulary (GPT-2 style: GPT-2 pre-tokenizer regex, 256 byte symbols, merges by
-/// pair frequency) and writes it in Hugging Face layout. Encoding at run time is Microsoft.ML.Tokenizers'
+/// pair frequency) and writes it in Hugging Face layout. Encoding at run time is Hugging Face tokenizers'
 /// job; this class only learns the merges, which no library here offers. Ties between equally frequent
 /// pairs go to the ordinally smallest pair of strings, so training is deterministic.
 /// </summary>
 public static class BpeTrainer
 {
     public const string Bos = "<s>", Eos = "</s>";
-    static readonly Regex Gpt2 = new(HfPreTokenizer.Gpt2Pattern, RegexOptions.Compiled);
+    static readonly Regex Gpt2 = new(ByteLevel.Gpt2Pattern, RegexOptions.Compiled);
 
     public sealed record Result(List<string> Vocab, List<(string A, string B)> Merges);
 
