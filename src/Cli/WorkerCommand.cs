@@ -81,6 +81,9 @@ public static class WorkerCommand
         using var backend = o.Backend();   // a CUDA request without a GPU fails here, before joining
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        // A plain `kill` (SIGTERM) leaves the cluster as Ctrl-C does; without this the silo keeps the process alive.
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cts.Cancel(); });
         PruneSession? session = null;
         try
         {
