@@ -34,6 +34,8 @@ public static class ScoreCommand
             .Where(l => l.Length > 0).ToList();
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");
         var target = o.Target();
+        if (o.Csv != null) PathSafety.WritableFile(o.Csv, "--csv");   // before the work, not after it
+        o.Preflight(target);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
@@ -59,6 +61,13 @@ public static class ScoreCommand
                 continue;
             }
             var ppl = session.Evaluate();
+            if (!double.IsFinite(ppl.Perplexity))
+            {
+                string why = JsonNumbers.Note("perplexity", ppl.Perplexity)!;
+                rows.Add(new ScoreRow(line, metric.ToString(), false, why, report.Overall, null, null, sw.Elapsed.TotalSeconds));
+                log.WriteLine($"invalid {metric}: {why}");
+                continue;
+            }
             double? zs = zeroShotTasks is null ? null
                 : Runtime.ZeroShot.ZeroShotEvaluator.Run(session.Model, session.Tokenizer, zeroShotTasks, o.ZeroShotLimit, progress).MeanAcc;
             rows.Add(new ScoreRow(line, metric.ToString(), true, null, report.Overall, ppl.Perplexity, ppl.BitsPerByte, sw.Elapsed.TotalSeconds, zs));
