@@ -1,34 +1,28 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 
 namespace PrunerZero.Runtime;
 
 /// <summary>
-/// SHA-256 of file contents, for identities that must not be fooled by a name (search runs, the gradient
-/// cache). Memoised per process by (full path, length, last write time), so each file is read once.
+/// SHA-256 of file contents, for identities that must not be fooled by a name, a size or a time stamp (search
+/// runs, the gradient cache). Never memoised by file metadata: `cp -p` or `touch -r` keep those while the bytes
+/// change. Reading costs about one second per 1-2 GB.
 /// </summary>
 public static class ContentHash
 {
-    static readonly ConcurrentDictionary<(string, long, long), string> Memo = new();
-
     /// <summary>Lower-case hex SHA-256 of the file's bytes.</summary>
     public static string OfFile(string path)
     {
-        var fi = new FileInfo(path);
-        if (!fi.Exists) throw new PrunerZeroException($"file not found: {path}");
-        return Memo.GetOrAdd((fi.FullName, fi.Length, fi.LastWriteTimeUtc.Ticks), _ =>
+        if (!File.Exists(path)) throw new PrunerZeroException($"file not found: {path}");
+        try
         {
-            try
-            {
-                using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-                return Convert.ToHexString(SHA256.HashData(fs)).ToLowerInvariant();
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new PrunerZeroException($"cannot read {path}: {e.Message}");
-            }
-        });
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            return Convert.ToHexString(SHA256.HashData(fs)).ToLowerInvariant();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PrunerZeroException($"cannot read {path}: {e.Message}");
+        }
     }
 
     /// <summary>The files of a checkpoint folder that fix the model's math and its tokens.</summary>

@@ -157,8 +157,20 @@ public sealed record LlamaConfig
         ["rope_scaling"] = null,
     };
 
-    static string? Str(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-    static bool? Bool(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+    // Absent or null: not given. Present with the wrong JSON kind: refused, never read as "not given".
+    static string? Str(JsonObject o, string k) => o[k] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        var x => throw new PrunerZeroException($"key '{k}' must be a string, got {x.ToJsonString()}"),
+    };
+
+    static bool? Bool(JsonObject o, string k) => o[k] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        var x => throw new PrunerZeroException($"key '{k}' must be true or false, got {x.ToJsonString()}"),
+    };
 
     static int Int(JsonObject o, string k)
     {

@@ -119,16 +119,23 @@ public sealed class RunStore : IDisposable
         // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
         using (var cmd = Cmd("PRAGMA quick_check"))
             if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new --run directory");
-        Exec("""
-            SELECT key, value FROM params LIMIT 0;
-            SELECT id, canonical, generated, height, canonical_height, size, iteration, slot, attempt, parent1, parent2,
-                   screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds, created_utc
-              FROM evaluations LIMIT 0;
-            SELECT iteration, rank, eval_id FROM population LIMIT 0;
-            SELECT iteration, best, median, population, evaluations, duplicates, skipped FROM history LIMIT 0;
-            SELECT name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds,
-                   full_valid, full_ppl, full_reason, full_seconds FROM baselines LIMIT 0;
-            """);
+        foreach (var probe in new[]
+                 {
+                     "SELECT key, value FROM params LIMIT 0",
+                     """
+                     SELECT id, canonical, generated, height, canonical_height, size, iteration, slot, attempt, parent1, parent2,
+                            screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds, created_utc
+                       FROM evaluations LIMIT 0
+                     """,
+                     "SELECT iteration, rank, eval_id FROM population LIMIT 0",
+                     "SELECT iteration, best, median, population, evaluations, duplicates, skipped FROM history LIMIT 0",
+                     """
+                     SELECT name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds,
+                            full_valid, full_ppl, full_reason, full_seconds FROM baselines LIMIT 0
+                     """,
+                 })
+            using (var cmd = Cmd(probe))
+            using (var r = cmd.ExecuteReader()) { }
         CheckParams(path, parameters, mutable);
     }
 
