@@ -28,6 +28,9 @@ public static class BenchCommand
         if (PruneMethod.ParseUpdate(o.Update) != WeightUpdate.None)
             throw new PrunerZeroException("bench times the search's one-shot fitness check, which has no weight update; --update applies to prune and score");
         var target = o.Target();
+        if (o.Repeat < 1) throw new PrunerZeroException($"--repeat must be at least 1, got {o.Repeat}");
+        if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
+        o.Preflight(target);
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
         var sw = Stopwatch.StartNew();

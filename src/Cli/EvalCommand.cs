@@ -28,6 +28,8 @@ public static class EvalCommand
 {
     public static int Run(EvalOptions o)
     {
+        if (o.Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {o.Seqlen}");
+        if (o.Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {o.Windows}");
         string modelDir = Defaults.Model(o.Model);
         string dataPath = Defaults.Dataset(o.Dataset);
         var progress = new ProgressLine();
@@ -35,6 +37,7 @@ public static class EvalCommand
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
         var tokenizer = TextTokenizer.Load(modelDir, config);
         var (tokens, bytes) = Corpus.Tokenize(dataPath, tokenizer, progress);
+        Corpus.CheckTokenIds(tokens, config.VocabSize, dataPath);
         int seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
         Perplexity.WindowCount(tokens.Length, seqlen, dataPath);   // refuse before loading weights
         Console.Error.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} of float32 weights + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, seqlen))} for one window's activations");
@@ -47,11 +50,18 @@ public static class EvalCommand
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 model = r.Model, dataset = r.Dataset, seqlen = r.Seqlen, windows = r.Windows, tokens = r.Tokens,
-                perplexity = r.Perplexity, bits_per_byte = r.BitsPerByte, mean_nll = r.MeanNll,
+                perplexity = JsonNumbers.Finite(r.Perplexity), bits_per_byte = JsonNumbers.Finite(r.BitsPerByte), mean_nll = JsonNumbers.Finite(r.MeanNll),
+                perplexity_note = JsonNumbers.Note("perplexity", r.Perplexity),
                 text_tokens = r.TextTokens, text_bytes = r.TextBytes, seconds = r.Seconds,
             }));
         }
         else Console.WriteLine(r.Describe());
+        // The result is written either way (null with a note in JSON); a non-finite perplexity is still a failed evaluation.
+        if (!double.IsFinite(r.Perplexity))
+        {
+            Console.Error.WriteLine($"error: {JsonNumbers.Note("perplexity", r.Perplexity)}");
+            return 1;
+        }
         return 0;
     }
 }

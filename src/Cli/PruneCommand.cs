@@ -28,6 +28,10 @@ public static class PruneCommand
     {
         var metric = o.ParseMethod(o.Metric);
         var target = o.Target();
+        // Before anything is loaded: never write over the input, and an unwritable --out fails now, not after the work.
+        PathSafety.NotTheInput(o.Out, Defaults.Model(o.Model), "--out");
+        PathSafety.WritableDirectory(o.Out, "--out");
+        o.Preflight(target);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
@@ -66,7 +70,8 @@ public static class PruneCommand
             {
                 metric = metric.ToString(), target = target.ToString(), protocol = session.Protocol(target),
                 sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
-                perplexity = ppl?.Perplexity, bits_per_byte = ppl?.BitsPerByte, windows = ppl?.Windows, out_dir = o.Out,
+                perplexity = JsonNumbers.Finite(ppl?.Perplexity), bits_per_byte = JsonNumbers.Finite(ppl?.BitsPerByte),
+                perplexity_note = JsonNumbers.Note("perplexity", ppl?.Perplexity), windows = ppl?.Windows, out_dir = o.Out,
                 zeroshot_mean_acc = zs?.MeanAcc,
             }));
         }

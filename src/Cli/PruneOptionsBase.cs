@@ -91,6 +91,33 @@ public abstract class PruneOptionsBase
         return NM != null ? PruneTarget.ParseNM(NM) : PruneTarget.Unstructured(Sparsity ?? 0.5);
     }
 
+    /// <summary>
+    /// Checks every option against each other and against the model's config.json, before anything is loaded
+    /// or computed: counts, the N:M group against every pruned layer's width, seqlen against the model.
+    /// </summary>
+    public LlamaConfig Preflight(PruneTarget target)
+    {
+        if (NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {NSamples}");
+        if (Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {Seqlen}");
+        if (Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {Windows}");
+        string modelDir = Defaults.Model(Model);
+        var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
+        if (Seqlen > config.MaxPositionEmbeddings)
+            throw new PrunerZeroException($"--seqlen {Seqlen} exceeds the model's max_position_embeddings {config.MaxPositionEmbeddings}");
+        CheckTarget(target, config);
+        return config;
+    }
+
+    /// <summary>N:M needs M to divide the input width of every pruned linear (q, k, v, gate, up: hidden_size; o: heads × head_dim; down: intermediate_size).</summary>
+    public static void CheckTarget(PruneTarget target, LlamaConfig c)
+    {
+        if (!target.IsNM) return;
+        foreach (var (width, what) in new[] { (c.HiddenSize, "hidden_size (q, k, v, gate, up projections)"),
+                     (c.NumHeads * c.HeadDim, "num_attention_heads x head_dim (o projection)"), (c.IntermediateSize, "intermediate_size (down projection)") })
+            if (width % target.M != 0)
+                throw new PrunerZeroException($"--nm {target.N}:{target.M}: groups of {target.M} must divide every pruned layer's input width, but {what} is {width}");
+    }
+
     public SessionOptions Session() => new()
     {
         ModelDir = Defaults.Model(Model),
@@ -112,6 +139,6 @@ public abstract class PruneOptionsBase
     public static Kernels.Expr ParseMetric(string text)
     {
         try { return Kernels.Metrics.Resolve(text); }
-        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{text}': {e.Message}"); }
+        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{Kernels.MetricParseException.Excerpt(text, 0)}': {e.Message}"); }
     }
 }

@@ -35,6 +35,8 @@ public static class ScoreCommand
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");
         var target = o.Target();
         var update = PruneMethod.ParseUpdate(o.Update);
+        if (o.Csv != null) PathSafety.WritableFile(o.Csv, "--csv");   // before the work, not after it
+        o.Preflight(target);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
@@ -60,6 +62,13 @@ public static class ScoreCommand
                 continue;
             }
             var ppl = session.Evaluate();
+            if (!double.IsFinite(ppl.Perplexity))
+            {
+                string why = JsonNumbers.Note("perplexity", ppl.Perplexity)!;
+                rows.Add(new ScoreRow(line, metric.ToString(), false, why, report.Overall, null, null, sw.Elapsed.TotalSeconds));
+                log.WriteLine($"invalid {metric}: {why}");
+                continue;
+            }
             double? zs = zeroShotTasks is null ? null
                 : Runtime.ZeroShot.ZeroShotEvaluator.Run(session.Model, session.Tokenizer, zeroShotTasks, o.ZeroShotLimit, progress).MeanAcc;
             rows.Add(new ScoreRow(line, metric.ToString(), true, null, report.Overall, ppl.Perplexity, ppl.BitsPerByte, sw.Elapsed.TotalSeconds, zs));

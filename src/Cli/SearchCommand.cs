@@ -76,9 +76,11 @@ public static class SearchCommand
     public static int Run(SearchOptionsCli o)
     {
         var target = o.Target();
+        Validate(o);
+        o.Preflight(target);
+        var inputs = RunInputs(o);
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
-        if (o.Batch < 1) throw new PrunerZeroException($"--batch must be at least 1, got {o.Batch}");
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); log.WriteLine("stopping after the current evaluation; continue with --resume"); };
         using var resources = new Resources();
@@ -101,11 +103,11 @@ public static class SearchCommand
             {
                 RunDir = o.Run, Population = o.Population, Iterations = o.Iterations, MinHeight = o.MinDepth, MaxHeight = o.MaxDepth,
                 TopK = o.TopK, Mutation = o.Mutation, Seed = o.Seed, Resume = o.Resume, ReportTop = o.ReportTop,
-                Protocol = $"target={target}",
+                Protocol = $"target={target}", Inputs = inputs,
             }, fitness, new SearchProgress(log), cts.Token);
         }
         catch (RunParametersMismatchException e) { throw new PrunerZeroException(e.Message); }
-        catch (ArgumentException e) { throw new PrunerZeroException(e.Message); }
+        catch (RunStoreException e) { throw new PrunerZeroException(e.Message); }
         catch (OperationCanceledException) { throw new PrunerZeroException($"search stopped; resume with --resume --run {o.Run}"); }
         catch (Cluster.ClusterUnavailableException e) { throw new PrunerZeroException(e.Message); }
         progress.Done();
@@ -130,6 +132,41 @@ public static class SearchCommand
         readonly Stack<IDisposable> _all = new();
         public T Add<T>(T d) where T : IDisposable { _all.Push(d); return d; }
         public void Dispose() { while (_all.Count > 0) _all.Pop().Dispose(); }
+    }
+
+    /// <summary>Every search option, checked with its flag's name before anything is loaded.</summary>
+    static void Validate(SearchOptionsCli o)
+    {
+        if (o.Population < 1) throw new PrunerZeroException($"--population must be at least 1, got {o.Population}");
+        if (o.Iterations < 0) throw new PrunerZeroException($"--iterations must be 0 or more, got {o.Iterations}");
+        if (o.MinDepth < 0) throw new PrunerZeroException($"--min-depth must be 0 or more, got {o.MinDepth}");
+        if (o.MaxDepth < o.MinDepth) throw new PrunerZeroException($"--max-depth ({o.MaxDepth}) must be at least --min-depth ({o.MinDepth})");
+        if (o.MaxDepth > Trees.MaxSearchHeight) throw new PrunerZeroException($"--max-depth must be at most {Trees.MaxSearchHeight}, got {o.MaxDepth}");
+        if (o.TopK < 1) throw new PrunerZeroException($"--top-k must be at least 1, got {o.TopK}");
+        if (!(o.Mutation >= 0 && o.Mutation <= 1)) throw new PrunerZeroException($"--mutation must be a probability in [0, 1], got {o.Mutation}");
+        if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
+        if (o.Batch < 1) throw new PrunerZeroException($"--batch must be at least 1, got {o.Batch}");
+        if (o.ReportTop < 1) throw new PrunerZeroException($"--report-top must be at least 1, got {o.ReportTop}");
+
+        // The run folder: writable, not holding a run unless resuming, not in use. RunStore checks all of this again
+        // under its lock; here it fails before the model is loaded.
+        PathSafety.WritableDirectory(o.Run, "--run");
+        if (File.Exists(Path.Combine(o.Run, RunStore.FileName)) && !o.Resume)
+            throw new PrunerZeroException($"{Path.Combine(o.Run, RunStore.FileName)} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+        try { RunStore.AcquireLock(o.Run).Dispose(); }
+        catch (RunStoreException e) { throw new PrunerZeroException(e.Message); }
+    }
+
+    /// <summary>The run's inputs by content (SHA-256): a resume on other files with the same names is refused.</summary>
+    static Dictionary<string, string> RunInputs(SearchOptionsCli o)
+    {
+        var s = o.Session();
+        return new()
+        {
+            ["model_sha256"] = ContentHash.OfCheckpoint(s.ModelDir),
+            ["dataset_sha256"] = ContentHash.OfFile(s.EvalPath),
+            ["calibration_sha256"] = ContentHash.OfFile(s.CalibPath),
+        };
     }
 
     /// <summary>The search's own lines are kept (one per iteration); the session's per-window lines are not repeated here.</summary>

@@ -39,6 +39,10 @@ public static class TrainCommand
         var files = o.Data?.ToList() is { Count: > 0 } d ? d : [Defaults.Find("data/wikitext-2-raw/wiki.valid.raw"), Defaults.Find(Defaults.Calibration)];
         if (files.Any(f => Path.GetFileName(f) == "wiki.test.raw"))
             throw new PrunerZeroException("refusing to train on wiki.test.raw: it is the evaluation split");
+        if (o.Steps is < 1) throw new PrunerZeroException($"--steps must be at least 1, got {o.Steps}");
+        if (o.Minutes is double m && !(m > 0 && double.IsFinite(m))) throw new PrunerZeroException($"--minutes must be positive, got {m}");
+        GuardExistingModel(o);
+        PathSafety.WritableDirectory(o.Out, "--out");
         var progress = new ProgressLine();
         LlamaTrainer.Train(new TrainOptions
         {
@@ -49,6 +53,23 @@ public static class TrainCommand
         if (!o.NoEval && File.Exists(Path.Combine(o.Out, "training.json")))
             ModelCard.Write(o.Out, "prunerzero " + string.Join(' ', args), files, progress);
         return 0;
+    }
+
+    /// <summary>
+    /// A folder that already holds a model is never trained over: only --resume of a training run that left its
+    /// checkpoint there (OUT/checkpoint/state.json) may write to it.
+    /// </summary>
+    static void GuardExistingModel(TrainOptionsCli o)
+    {
+        if (File.Exists(o.Out)) throw new PrunerZeroException($"--out {o.Out} is a file, not a folder");
+        if (!Directory.Exists(o.Out)) return;
+        bool hasModel = new[] { "config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer.model" }
+            .Any(n => File.Exists(Path.Combine(o.Out, n)));
+        bool resumable = File.Exists(Path.Combine(o.Out, "checkpoint", "state.json"));
+        if (o.Resume && !resumable && hasModel)
+            throw new PrunerZeroException($"--resume: {o.Out} holds a model but no training checkpoint (checkpoint/state.json) to continue; training would overwrite it: choose another --out");
+        if (!o.Resume && (hasModel || resumable))
+            throw new PrunerZeroException($"--out {o.Out} already holds a model{(resumable ? " and a training checkpoint (continue it with --resume)" : "")}; training would overwrite it: choose an empty or new folder");
     }
 }
 

@@ -60,9 +60,22 @@ public static class Ops
     public static Op ToOp(Terminal t) => t switch { Terminal.W => Op.W, Terminal.G => Op.G, _ => Op.X };
 }
 
+/// <summary>A tree deeper than <see cref="Expr.MaxDepth"/> or larger than <see cref="Expr.MaxSize"/> was built.</summary>
+public sealed class ExprTooLargeException(string message) : ArgumentException(message);
+
 /// <summary>Immutable metric tree node. Build with Leaf/Unary/Binary (or W, G, X).</summary>
 public sealed class Expr : IEquatable<Expr>
 {
+    /// <summary>
+    /// The deepest tree there is: at most 64 nodes on any root-to-leaf path (height 63). The search's trees
+    /// stay far below it (height 5, crossover at most twice that). Every constructor enforces it, so
+    /// printing, compiling and evaluating a tree (all recursive) never recurse deeper than this.
+    /// </summary>
+    public const int MaxDepth = 64;
+
+    /// <summary>The most nodes a tree may have (a full binary tree of height 11 has 4095).</summary>
+    public const int MaxSize = 4096;
+
     public static readonly Expr W = new(Op.W, []);
     public static readonly Expr G = new(Op.G, []);
     public static readonly Expr X = new(Op.X, []);
@@ -93,6 +106,10 @@ public sealed class Expr : IEquatable<Expr>
         }
         Depth = depth + 1;
         Size = size;
+        if (Depth > MaxDepth)
+            throw new ExprTooLargeException($"expression nested {Depth} deep; at most {MaxDepth} levels are allowed");
+        if (Size > MaxSize)
+            throw new ExprTooLargeException($"expression has {Size} nodes; at most {MaxSize} are allowed");
         _hash = h.ToHashCode();
     }
 

@@ -2,6 +2,7 @@
 //   expr := terminal | unary '(' expr ')' | binary '(' expr ',' expr ')'
 // Whitespace anywhere between tokens; names case-insensitive. Errors carry the 0-based
 // character position and what was expected, so a typo in a CLI argument is easy to find.
+// Nesting is bounded before recursing (Expr.MaxDepth levels), so no input can exhaust the stack.
 namespace PrunerZero.Kernels;
 
 public sealed class MetricParseException : FormatException
@@ -10,10 +11,18 @@ public sealed class MetricParseException : FormatException
     public string Input { get; }
 
     public MetricParseException(string input, int position, string message)
-        : base($"at {position}: {message} (in \"{input}\")")
+        : base($"at {position}: {message} (in \"{Excerpt(input, position)}\")")
     {
         Input = input;
         Position = position;
+    }
+
+    /// <summary>The input, or for a long one (a pasted or generated line) 60 characters either side of the position.</summary>
+    public static string Excerpt(string input, int position)
+    {
+        if (input.Length <= 160) return input;
+        int from = Math.Clamp(position - 60, 0, input.Length), to = Math.Clamp(position + 60, from, input.Length);
+        return $"{(from > 0 ? "..." : "")}{input[from..to]}{(to < input.Length ? "..." : "")}; {input.Length} characters";
     }
 }
 
@@ -50,9 +59,19 @@ public static class MetricParser
         public MetricParseException Error(string expected) =>
             new(text, Pos, $"{expected} but found {Found()}");
 
+        int _level;
+
         public Expr ParseExpr()
         {
             SkipWs();
+            if (++_level > Expr.MaxDepth)
+                throw new MetricParseException(text, Pos, $"expression nested deeper than {Expr.MaxDepth} levels (the limit)");
+            try { return ParseNode(); }
+            finally { _level--; }
+        }
+
+        Expr ParseNode()
+        {
             int start = Pos;
             while (Pos < text.Length && (char.IsLetterOrDigit(text[Pos]) || text[Pos] == '_')) Pos++;
             if (Pos == start)
@@ -71,13 +90,20 @@ public static class MetricParser
             if (arity == 1)
             {
                 Expect(')', $"expected ')' closing unary '{Ops.Name(op)}'");
-                return Expr.Unary(op, a);
+                return Build(() => Expr.Unary(op, a), start);
             }
             Expect(',', $"expected ',' before the second argument of binary '{Ops.Name(op)}'");
             var b = ParseExpr();
             SkipWs();
             Expect(')', $"expected ')' closing binary '{Ops.Name(op)}'");
-            return Expr.Binary(op, a, b);
+            return Build(() => Expr.Binary(op, a, b), start);
+        }
+
+        /// <summary>A node within the depth limit can still exceed Expr.MaxSize: reported as a parse error.</summary>
+        Expr Build(Func<Expr> make, int at)
+        {
+            try { return make(); }
+            catch (ExprTooLargeException e) { throw new MetricParseException(text, at, e.Message); }
         }
 
         void Expect(char c, string expected)

@@ -16,6 +16,9 @@ public static partial class Nvtx
     /// <summary>Switches ranges on; returns false (with a note on <paramref name="log"/>) where no NVTX library exists.</summary>
     public static bool Enable(TextWriter? log = null) => _enabled = TryInit(log);
 
+    /// <summary>Switches ranges off again (ranges opened before stay balanced: each scope remembers whether it pushed).</summary>
+    public static void Disable() => _enabled = false;
+
     static bool TryInit(TextWriter? log)
     {
         try

@@ -32,11 +32,7 @@ public static class Checkpoint
         if (File.Exists(single)) files.Add(single);
         else if (File.Exists(index))
         {
-            JsonObject? map;
-            try { map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject; }
-            catch (JsonException e) { throw new PrunerZeroException($"{index}: not valid JSON ({e.Message})"); }
-            if (map is null) throw new PrunerZeroException($"{index}: no weight_map");
-            files.AddRange(map.Select(kv => Path.Combine(dir, kv.Value!.GetValue<string>())).Distinct());
+            files.AddRange(ShardFiles(dir, index));
         }
         else
         {
@@ -44,12 +40,49 @@ public static class Checkpoint
             throw new PrunerZeroException($"{dir}: no model.safetensors or model.safetensors.index.json{hint}");
         }
         var all = new List<(SafeTensorEntry, long)>();
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var f in files)
         {
             var (entries, start) = SafeTensors.ReadHeader(f);
+            foreach (var e in entries)
+                if (!seen.TryAdd(e.Name, f))
+                    throw new PrunerZeroException($"{dir}: tensor '{e.Name}' is stored twice ({Path.GetFileName(seen[e.Name])} and {Path.GetFileName(f)})");
             all.AddRange(entries.Select(e => (e, start)));
         }
         return all;
+    }
+
+    /// <summary>
+    /// The shard files an index names. Every name is untrusted: it must be a plain file name in the checkpoint
+    /// folder (no directory part, no "..", not absolute), so an index can never make us read outside the folder.
+    /// </summary>
+    static List<string> ShardFiles(string dir, string index)
+    {
+        JsonObject? map;
+        try { map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject; }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
+        {
+            throw new PrunerZeroException($"{index}: not valid JSON ({e.Message})");
+        }
+        if (map is null) throw new PrunerZeroException($"{index}: no weight_map");
+        var files = new List<string>();
+        try
+        {
+            foreach (var (tensor, value) in map)
+            {
+                if (value is not JsonValue v || !v.TryGetValue<string>(out var name))
+                    throw new PrunerZeroException($"{index}: weight_map entry '{tensor}' is not a file name");
+                if (name.Length == 0 || Path.IsPathRooted(name) || name.Contains('/') || name.Contains('\\') || name is "." or ".."
+                    || Path.GetFileName(name) != name)
+                    throw new PrunerZeroException($"{index}: weight_map names '{name}' for '{tensor}'; shards must be plain file names inside the checkpoint folder");
+                string f = Path.Combine(dir, name);
+                if (!File.Exists(f)) throw new PrunerZeroException($"{index}: shard '{name}' (for '{tensor}') not found in {dir}");
+                if (!files.Contains(f)) files.Add(f);
+            }
+        }
+        catch (ArgumentException e) { throw new PrunerZeroException($"{index}: malformed weight_map ({e.Message})"); }
+        if (files.Count == 0) throw new PrunerZeroException($"{index}: weight_map is empty");
+        return files;
     }
 
     /// <summary>Loads config and weights (converted to float32) and checks every shape against the config.</summary>
@@ -124,6 +157,8 @@ public static class Checkpoint
     /// </summary>
     public static void Save(LlamaModel model, string outDir, string? sourceDir, ScalarType dtype, IDictionary<string, string>? metadata = null)
     {
+        // The weights of sourceDir may still be read (memory-mapped, restored between metrics): never write over them.
+        if (sourceDir != null) PathSafety.NotTheInput(outDir, sourceDir, "output folder");
         Directory.CreateDirectory(outDir);
         var cfgJson = model.Config.ToJson();
         if (sourceDir != null && File.Exists(Path.Combine(sourceDir, "config.json")))

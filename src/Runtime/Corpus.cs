@@ -13,4 +13,19 @@ public static class Corpus
         var tokens = tokenizer.Encode(text);
         return (tokens, Encoding.UTF8.GetByteCount(text));
     }
+
+    /// <summary>
+    /// Every id must index the embedding: a tokenizer larger than the model's vocab_size is refused here, with
+    /// the first offending id, before any forward pass (where libtorch would fail with an index error).
+    /// </summary>
+    public static void CheckTokenIds(IEnumerable<int> ids, int vocabSize, string source)
+    {
+        int at = 0;
+        foreach (int id in ids)
+        {
+            if ((uint)id >= (uint)vocabSize)
+                throw new PrunerZeroException($"{source}: token {at} has id {id}, outside the model's vocabulary (vocab_size {vocabSize}); the tokenizer does not match the checkpoint");
+            at++;
+        }
+    }
 }

@@ -49,11 +49,15 @@ public sealed record LlamaConfig
         if (root is not JsonObject o) throw new PrunerZeroException($"{path}: expected a JSON object");
         try { return FromJson(o); }
         catch (PrunerZeroException e) { throw new PrunerZeroException($"{path}: {e.Message}"); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new PrunerZeroException($"{path}: malformed config ({e.Message})");   // a value of the wrong JSON kind, a duplicate key
+        }
     }
 
     public static LlamaConfig FromJson(JsonObject o)
     {
-        string arch = o["architectures"] is JsonArray a && a.Count > 0 ? a[0]!.GetValue<string>() : "";
+        string arch = o["architectures"] is JsonArray a && a.Count > 0 && a[0] is JsonValue a0 && a0.TryGetValue<string>(out var an) ? an : "";
         string modelType = Str(o, "model_type") ?? "";
         if (!SupportedArchitectures.Contains(arch) && modelType is not ("llama" or "mistral"))
             throw new PrunerZeroException($"architecture '{arch}' (model_type '{modelType}') is not supported; expected one of {string.Join(", ", SupportedArchitectures)}");
@@ -69,12 +73,13 @@ public sealed record LlamaConfig
         if (Bool(o, "mlp_bias") == true) throw new PrunerZeroException("mlp_bias = true is not implemented");
         string act = Str(o, "hidden_act") ?? "silu";
         if (act != "silu") throw new PrunerZeroException($"hidden_act '{act}' is not implemented (only silu, as LLaMA uses)");
-        if (o["attention_dropout"] is JsonValue ad && ad.GetValue<double>() != 0) { /* dropout is inactive in evaluation */ }
         if (o["quantization_config"] is not null) throw new PrunerZeroException("quantized checkpoints (quantization_config) are not supported");
 
         int hidden = Int(o, "hidden_size");
         int heads = Int(o, "num_attention_heads");
         int kv = o.ContainsKey("num_key_value_heads") && o["num_key_value_heads"] is not null ? Int(o, "num_key_value_heads") : heads;
+        if (o["head_dim"] is not JsonValue && heads > 0 && hidden % heads != 0)
+            throw new PrunerZeroException($"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}) and no head_dim is given");
         int headDim = o["head_dim"] is JsonValue ? Int(o, "head_dim") : hidden / Math.Max(heads, 1);
         var c = new LlamaConfig
         {
@@ -106,6 +111,24 @@ public sealed record LlamaConfig
         if (NumHeads % NumKvHeads != 0)
             throw new PrunerZeroException($"num_attention_heads ({NumHeads}) must be a multiple of num_key_value_heads ({NumKvHeads})");
         if (HeadDim % 2 != 0) throw new PrunerZeroException($"head dimension {HeadDim} must be even for rotary embeddings");
+        // Numbers that no model has: refused here, not discovered as a NaN perplexity after the work.
+        if (!(RmsNormEps > 0 && double.IsFinite(RmsNormEps) && RmsNormEps < 1))
+            throw new PrunerZeroException($"rms_norm_eps must be a small positive number (0 < eps < 1), got {RmsNormEps}");
+        if (!(RopeTheta > 1 && double.IsFinite(RopeTheta)))
+            throw new PrunerZeroException($"rope_theta must be a finite number above 1, got {RopeTheta}");
+        if (MaxPositionEmbeddings <= 0)
+            throw new PrunerZeroException($"max_position_embeddings must be positive, got {MaxPositionEmbeddings}");
+        if (SlidingWindow is <= 0)
+            throw new PrunerZeroException($"sliding_window must be positive when given, got {SlidingWindow}");
+        const int MaxDim = 1 << 20;
+        if (HiddenSize > MaxDim || IntermediateSize > MaxDim || VocabSize > 1 << 24 || NumLayers > 10_000 || (long)NumHeads * HeadDim > MaxDim || (long)NumKvHeads * HeadDim > MaxDim)
+            throw new PrunerZeroException($"implausible sizes (hidden_size {HiddenSize}, intermediate_size {IntermediateSize}, vocab_size {VocabSize}, num_hidden_layers {NumLayers}, heads {NumHeads} x {HeadDim})");
+        if (NumKvHeads > NumHeads)
+            throw new PrunerZeroException($"num_key_value_heads ({NumKvHeads}) cannot exceed num_attention_heads ({NumHeads})");
+        if (BosTokenId is < 0 || BosTokenId >= VocabSize)
+            throw new PrunerZeroException($"bos_token_id {BosTokenId} is outside the vocabulary (vocab_size {VocabSize})");
+        if (EosTokenId is < 0 || EosTokenId >= VocabSize)
+            throw new PrunerZeroException($"eos_token_id {EosTokenId} is outside the vocabulary (vocab_size {VocabSize})");
         if (TorchDtype is not ("float32" or "float16" or "bfloat16"))
             throw new PrunerZeroException($"torch_dtype '{TorchDtype}' is not supported (float32, float16, bfloat16)");
     }
@@ -134,8 +157,20 @@ public sealed record LlamaConfig
         ["rope_scaling"] = null,
     };
 
-    static string? Str(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-    static bool? Bool(JsonObject o, string k) => o[k] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+    // Absent or null: not given. Present with the wrong JSON kind: refused, never read as "not given".
+    static string? Str(JsonObject o, string k) => o[k] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        var x => throw new PrunerZeroException($"key '{k}' must be a string, got {x.ToJsonString()}"),
+    };
+
+    static bool? Bool(JsonObject o, string k) => o[k] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        var x => throw new PrunerZeroException($"key '{k}' must be true or false, got {x.ToJsonString()}"),
+    };
 
     static int Int(JsonObject o, string k)
     {

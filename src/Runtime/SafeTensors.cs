@@ -59,33 +59,60 @@ public static class SafeTensors
         var headerBytes = new byte[(int)n];
         fs.ReadExactly(headerBytes);
         JsonObject header;
-        try { header = JsonNode.Parse(Encoding.UTF8.GetString(headerBytes)) as JsonObject ?? throw new JsonException("not an object"); }
-        catch (JsonException e) { throw new PrunerZeroException($"{path}: garbled safetensors header ({e.Message})"); }
+        try
+        {
+            header = JsonNode.Parse(new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(headerBytes)) as JsonObject
+                ?? throw new JsonException("not an object");
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
+        {
+            throw new PrunerZeroException($"{path}: garbled safetensors header ({e.Message})");
+        }
 
         long dataStart = 8 + (long)n, dataLength = length - dataStart;
         var entries = new List<SafeTensorEntry>();
-        foreach (var (name, node) in header)
+        try
         {
-            if (name == "__metadata__") continue;
-            if (node is not JsonObject e) throw new PrunerZeroException($"{path}: header entry '{name}' is not an object");
-            string dtype = e["dtype"]?.GetValue<string>() ?? throw new PrunerZeroException($"{path}: tensor '{name}' has no dtype");
-            if (!DTypes.TryGetValue(dtype, out var dt))
-                throw new PrunerZeroException($"{path}: tensor '{name}' has unknown dtype '{dtype}' (known: {string.Join(", ", DTypes.Keys)})");
-            var shape = (e["shape"] as JsonArray ?? throw new PrunerZeroException($"{path}: tensor '{name}' has no shape"))
-                .Select(x => x!.GetValue<long>()).ToArray();
-            var offs = e["data_offsets"] as JsonArray;
-            if (offs is null || offs.Count != 2) throw new PrunerZeroException($"{path}: tensor '{name}' has no data_offsets");
-            long begin = offs[0]!.GetValue<long>(), end = offs[1]!.GetValue<long>();
-            var entry = new SafeTensorEntry(name, path, dtype, shape, begin, end);
-            if (shape.Any(d => d < 0)) throw new PrunerZeroException($"{path}: tensor '{name}' has a negative dimension");
-            if (begin < 0 || end < begin) throw new PrunerZeroException($"{path}: tensor '{name}' has invalid data_offsets [{begin}, {end}]");
-            if (end > dataLength)
-                throw new PrunerZeroException($"{path}: tensor '{name}' data_offsets [{begin}, {end}] run past the end of the file (data section is {dataLength} bytes); the file is truncated");
-            if (end - begin != entry.NumElements * dt.Size)
-                throw new PrunerZeroException($"{path}: tensor '{name}' holds {end - begin} bytes but shape [{string.Join(", ", shape)}] of {dtype} needs {entry.NumElements * dt.Size}");
-            entries.Add(entry);
+            foreach (var (name, node) in header)
+            {
+                if (name == "__metadata__") continue;
+                entries.Add(Entry(path, name, node, dataLength));
+            }
         }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or ArgumentException)
+        {
+            // A value of the wrong JSON kind (a string where a number belongs, a fraction, an overflow).
+            throw new PrunerZeroException($"{path}: malformed safetensors header ({e.Message})");
+        }
+        // Every tensor must own its bytes: two entries sharing bytes would alias (writing one changes the other).
+        var byStart = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ToList();
+        for (int i = 1; i < byStart.Count; i++)
+            if (byStart[i].Begin < byStart[i - 1].End)
+                throw new PrunerZeroException(
+                    $"{path}: tensors '{byStart[i - 1].Name}' [{byStart[i - 1].Begin}, {byStart[i - 1].End}] and '{byStart[i].Name}' [{byStart[i].Begin}, {byStart[i].End}] overlap; every tensor needs its own bytes");
         return (entries, dataStart);
+    }
+
+    static SafeTensorEntry Entry(string path, string name, JsonNode? node, long dataLength)
+    {
+        if (node is not JsonObject e) throw new PrunerZeroException($"{path}: header entry '{name}' is not an object");
+        string dtype = e["dtype"]?.GetValue<string>() ?? throw new PrunerZeroException($"{path}: tensor '{name}' has no dtype");
+        if (!DTypes.TryGetValue(dtype, out var dt))
+            throw new PrunerZeroException($"{path}: tensor '{name}' has unknown dtype '{dtype}' (known: {string.Join(", ", DTypes.Keys)})");
+        var shape = (e["shape"] as JsonArray ?? throw new PrunerZeroException($"{path}: tensor '{name}' has no shape"))
+            .Select(x => x?.GetValue<long>() ?? throw new PrunerZeroException($"{path}: tensor '{name}' has a null dimension")).ToArray();
+        var offs = e["data_offsets"] as JsonArray;
+        if (offs is null || offs.Count != 2 || offs[0] is null || offs[1] is null)
+            throw new PrunerZeroException($"{path}: tensor '{name}' has no data_offsets");
+        long begin = offs[0]!.GetValue<long>(), end = offs[1]!.GetValue<long>();
+        if (shape.Any(d => d < 0)) throw new PrunerZeroException($"{path}: tensor '{name}' has a negative dimension");
+        if (begin < 0 || end < begin) throw new PrunerZeroException($"{path}: tensor '{name}' has invalid data_offsets [{begin}, {end}]");
+        if (end > dataLength)
+            throw new PrunerZeroException($"{path}: tensor '{name}' data_offsets [{begin}, {end}] run past the end of the file (data section is {dataLength} bytes); the file is truncated");
+        long bytes = checked(shape.Aggregate(1L, (a, b) => checked(a * b)) * dt.Size);
+        if (end - begin != bytes)
+            throw new PrunerZeroException($"{path}: tensor '{name}' holds {end - begin} bytes but shape [{string.Join(", ", shape)}] of {dtype} needs {bytes}");
+        return new SafeTensorEntry(name, path, dtype, shape, begin, end);
     }
 
     /// <summary>Reads one tensor into a new CPU tensor of its stored dtype.</summary>

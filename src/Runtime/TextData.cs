@@ -24,7 +24,7 @@ public static class TextData
     /// <summary>HF's wikitext builder: `for row in f: yield row if row.strip() else ""` (row keeps its "\n").</summary>
     static List<string> RawRows(string path)
     {
-        string all = File.ReadAllText(path, Encoding.UTF8);
+        string all = ReadUtf8(path);
         var rows = new List<string>();
         int start = 0;
         while (start < all.Length)
@@ -75,37 +75,84 @@ public static class TextData
     {
         if (!File.Exists(path)) throw new PrunerZeroException($"calibration file not found: {path}");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
-        using var raw = File.OpenRead(path);
-        using Stream s = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(raw, CompressionMode.Decompress) : raw;
-        using var reader = new StreamReader(s, Encoding.UTF8);
+        string content = ReadUtf8(path);
         var docs = new List<string>();
         if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
-            string content = reader.ReadToEnd();
-            try
+            if (content.TrimStart().StartsWith('['))
             {
-                if (content.TrimStart().StartsWith('['))
+                try
                 {
                     using var doc = JsonDocument.Parse(content);
-                    foreach (var e in doc.RootElement.EnumerateArray()) docs.Add(TextField(e, path));
+                    int i = 0;
+                    foreach (var e in doc.RootElement.EnumerateArray()) docs.Add(TextField(e, $"{path}: element {i++}"));
                 }
-                else
+                catch (JsonException e) { throw new PrunerZeroException($"{path}:{e.LineNumber + 1}: not valid JSON ({FirstSentence(e.Message)})"); }
+            }
+            else
+            {
+                int lineNo = 0;
+                foreach (var line in content.Split('\n'))
                 {
-                    int lineNo = 0;
-                    foreach (var line in content.Split('\n'))
+                    lineNo++;
+                    if (line.Trim().Length == 0) continue;
+                    try
                     {
-                        lineNo++;
-                        if (line.Trim().Length == 0) continue;
                         using var doc = JsonDocument.Parse(line);
                         docs.Add(TextField(doc.RootElement, $"{path}:{lineNo}"));
                     }
+                    catch (JsonException e) { throw new PrunerZeroException($"{path}:{lineNo}: not a valid JSON line ({FirstSentence(e.Message)})"); }
                 }
             }
-            catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON lines ({e.Message})"); }
         }
-        else docs.Add(reader.ReadToEnd());
+        else docs.Add(content);
         if (docs.All(d => d.Length == 0)) throw new PrunerZeroException($"{path}: the calibration data is empty");
         return docs;
+    }
+
+    /// <summary>System.Text.Json's message without its " LineNumber: 0 | BytePositionInLine: n." tail (the caller names the line).</summary>
+    static string FirstSentence(string message) =>
+        message.IndexOf(" LineNumber:", StringComparison.Ordinal) is int i and > 0 ? message[..i].TrimEnd() : message;
+
+    /// <summary>
+    /// A text file (gzip-compressed when it ends in .gz) as UTF-8, a leading BOM dropped. Invalid UTF-8 is refused
+    /// with the file and the byte offset of the first bad sequence, never replaced silently: a replaced byte
+    /// would change the tokens, and so every number computed from them.
+    /// </summary>
+    public static string ReadUtf8(string path)
+    {
+        bool gz = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+        byte[] bytes;
+        try
+        {
+            using var raw = File.OpenRead(path);
+            if (gz)
+            {
+                Span<byte> magic = stackalloc byte[2];
+                if (raw.ReadAtLeast(magic, 2, throwOnEndOfStream: false) < 2 || magic[0] != 0x1f || magic[1] != 0x8b)
+                    throw new PrunerZeroException($"{path}: not a gzip file (the name ends in .gz but the gzip signature 1f 8b is missing)");
+                raw.Position = 0;
+                using var z = new GZipStream(raw, CompressionMode.Decompress);
+                using var ms = new MemoryStream();
+                z.CopyTo(ms);
+                bytes = ms.ToArray();
+            }
+            else bytes = File.ReadAllBytes(path);
+        }
+        catch (InvalidDataException e) { throw new PrunerZeroException($"{path}: damaged gzip data ({e.Message})"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PrunerZeroException($"cannot read {path}: {e.Message}"); }
+
+        ReadOnlySpan<byte> span = bytes;
+        if (span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) span = span[3..];
+        var chars = new char[span.Length];
+        var status = System.Text.Unicode.Utf8.ToUtf16(span, chars, out int read, out int written, replaceInvalidSequences: false);
+        if (status != System.Buffers.OperationStatus.Done)
+        {
+            long offset = read + (bytes.Length - span.Length);
+            throw new PrunerZeroException(
+                $"{path}: invalid UTF-8 at byte {offset}{(gz ? " of the decompressed data" : "")} (0x{bytes[offset]:x2}); text files must be UTF-8");
+        }
+        return new string(chars, 0, written);
     }
 
     static string TextField(JsonElement e, string where) =>

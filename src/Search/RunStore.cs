@@ -25,13 +25,39 @@ public sealed record WorkerAssignment(string Subject, string Kind, string Worker
 
 public sealed class RunParametersMismatchException(string message) : InvalidOperationException(message);
 
+/// <summary>The run folder cannot be used as asked: a run already there, one in use by another process, a database that is not a run's.</summary>
+public sealed class RunStoreException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+
 public sealed class RunStore : IDisposable
 {
     public const string FileName = "search.db";
+    /// <summary>Held (an exclusive OS lock on RUN/search.lock) for as long as a store is open: one process per run.</summary>
+    public const string LockFileName = "search.lock";
     readonly SqliteConnection _db;
+    readonly FileStream? _runLock;
     readonly Lock _lock = new();
 
-    RunStore(SqliteConnection db) => _db = db;
+    RunStore(SqliteConnection db, FileStream? runLock)
+    {
+        _db = db;
+        _runLock = runLock;
+    }
+
+    /// <summary>
+    /// Takes the run folder's lock: an exclusive lock on search.lock (FileShare.None: flock on Unix, a sharing
+    /// lock on Windows), released by the OS when the process ends however it ends, so a killed run never leaves
+    /// a stale lock. Refused clearly while another process (or another store in this one) holds it.
+    /// </summary>
+    public static FileStream AcquireLock(string runDir)
+    {
+        string path = Path.Combine(runDir, LockFileName);
+        try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw new RunStoreException($"{runDir} is in use by another search (the lock {path} is held); wait for it to finish or stop it first", e);
+        }
+        catch (UnauthorizedAccessException e) { throw new RunStoreException($"cannot lock {path}: {e.Message}", e); }
+    }
 
     /// <summary>
     /// Opens (resume) or creates the database. Identity parameters must match the stored ones exactly;
@@ -40,15 +66,41 @@ public sealed class RunStore : IDisposable
     public static RunStore Open(string path, IReadOnlyDictionary<string, string> parameters, bool resume,
                                 IReadOnlySet<string>? mutable = null)
     {
-        bool exists = File.Exists(path);
-        if (exists && !resume)
-            throw new InvalidOperationException(
-                $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
-        var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
-        db.Open();
-        var store = new RunStore(db);
-        store.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
-        store.Exec("""
+        var runLock = AcquireLock(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        RunStore? store = null;
+        try
+        {
+            if (File.Exists(path) && !resume)
+                throw new RunStoreException(
+                    $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+            var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
+            store = new RunStore(db, runLock);
+            db.Open();
+            store.Init(path, parameters, mutable ?? new HashSet<string>());
+            return store;
+        }
+        catch (SqliteException e)
+        {
+            Release();
+            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}); move it away or choose a new --run directory", e);
+        }
+        catch
+        {
+            Release();
+            throw;
+        }
+
+        void Release()
+        {
+            if (store != null) store.Dispose();
+            else runLock.Dispose();
+        }
+    }
+
+    void Init(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    {
+        Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+        Exec("""
             CREATE TABLE IF NOT EXISTS params (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS evaluations (
                 id INTEGER PRIMARY KEY, canonical TEXT NOT NULL UNIQUE, generated TEXT NOT NULL,
@@ -71,9 +123,27 @@ public sealed class RunStore : IDisposable
             CREATE TABLE IF NOT EXISTS evaluation_workers (
                 subject TEXT NOT NULL, kind TEXT NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (subject, kind));
             """);
-        try { store.CheckParams(path, parameters, mutable ?? new HashSet<string>()); }
-        catch { store.Dispose(); throw; }
-        return store;
+        // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
+        using (var cmd = Cmd("PRAGMA quick_check"))
+            if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new --run directory");
+        foreach (var probe in new[]
+                 {
+                     "SELECT key, value FROM params LIMIT 0",
+                     """
+                     SELECT id, canonical, generated, height, canonical_height, size, iteration, slot, attempt, parent1, parent2,
+                            screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds, created_utc
+                       FROM evaluations LIMIT 0
+                     """,
+                     "SELECT iteration, rank, eval_id FROM population LIMIT 0",
+                     "SELECT iteration, best, median, population, evaluations, duplicates, skipped FROM history LIMIT 0",
+                     """
+                     SELECT name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds,
+                            full_valid, full_ppl, full_reason, full_seconds FROM baselines LIMIT 0
+                     """,
+                 })
+            using (var cmd = Cmd(probe))
+            using (var r = cmd.ExecuteReader()) { }
+        CheckParams(path, parameters, mutable);
     }
 
     void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
@@ -214,7 +284,11 @@ public sealed class RunStore : IDisposable
                 """);
             using var r = cmd.ExecuteReader();
             while (r.Read())
-                all[r.GetString(0)] = new BaselineResult(r.GetString(0), MetricParser.Parse(r.GetString(1)), ReadResult(r, 2), ReadResult(r, 6));
+            {
+                if (!MetricParser.TryParse(r.GetString(1), out var expr, out var error))
+                    throw new RunStoreException($"baseline '{r.GetString(0)}' in the run database has an unreadable metric: {error!.Message}");
+                all[r.GetString(0)] = new BaselineResult(r.GetString(0), expr!, ReadResult(r, 2), ReadResult(r, 6));
+            }
             return all;
         }
     }
@@ -281,5 +355,9 @@ public sealed class RunStore : IDisposable
         return cmd;
     }
 
-    public void Dispose() => _db.Dispose();
+    public void Dispose()
+    {
+        _db.Dispose();
+        _runLock?.Dispose();
+    }
 }

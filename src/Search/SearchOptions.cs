@@ -22,6 +22,11 @@ public sealed record SearchOptions
     public bool Resume { get; init; }
     /// <summary>Free-form description of the target (e.g. "sparsity=0.5" or "nm=2:4"); part of the run's identity.</summary>
     public string Protocol { get; init; } = "";
+    /// <summary>
+    /// What the fitness reads, by content (e.g. "model_sha256" → hash of the checkpoint files, "dataset_sha256",
+    /// "calibration_sha256"); part of the run's identity, so a resume on other data with the same names is refused.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Inputs { get; init; } = new Dictionary<string, string>();
     /// <summary>Fresh tries per child before an iteration is given up (duplicates, constants, out-of-bounds trees).</summary>
     public int MaxAttempts { get; init; } = 200;
     /// <summary>How many leaders are re-checked with the full fitness and reported.</summary>

@@ -53,6 +53,7 @@ public static class SearchRun
             ["protocol"] = options.Protocol,
             ["fitness_protocol"] = fitness.Protocol ?? "",
         };
+        foreach (var (k, v) in options.Inputs) parameters.Add("input." + k, v);
         // Iteration t depends only on (seed, t) and the state before it, so a run may be extended
         // (or stopped early) with a different iteration count: the shared prefix is identical.
         using var store = RunStore.Open(dbPath, parameters, resume, mutable: new HashSet<string> { "iterations" });

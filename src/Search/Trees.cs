@@ -82,9 +82,17 @@ public static class Trees
         return h >= minHeight && h <= maxHeight;
     }
 
+    /// <summary>
+    /// The tallest trees the search generates: a full binary tree of height 10 has 2047 nodes, and a crossover
+    /// child of two of them (height at most 20, at most 4094 nodes) still fits Expr.MaxDepth and Expr.MaxSize.
+    /// </summary>
+    public const int MaxSearchHeight = 10;
+
     internal static void CheckBounds(int minHeight, int maxHeight)
     {
         if (minHeight < 0 || maxHeight < minHeight)
             throw new ArgumentException($"height bounds need 0 <= min <= max, got min {minHeight}, max {maxHeight}");
+        if (maxHeight > MaxSearchHeight)
+            throw new ArgumentException($"max height {maxHeight} is above the search's limit of {MaxSearchHeight}");
     }
 }

@@ -94,4 +94,47 @@ public class ExprTests
         Assert.Throws<ArgumentException>(() => Expr.Unary(Op.Mul, Expr.W));
         Assert.Throws<ArgumentException>(() => Expr.Binary(Op.Sqr, Expr.W, Expr.G));
     }
+
+    static string Nested(string open, int n, string close) =>
+        string.Concat(Enumerable.Repeat(open, n)) + "W" + string.Concat(Enumerable.Repeat(close, n));
+
+    [Fact]
+    public void DepthLimitIsEnforcedByTheParserWithoutRecursingPastIt()
+    {
+        // At the limit: parses, prints and parses back, scores like the reference.
+        var deepest = MetricParser.Parse(Nested("sqrt(", Expr.MaxDepth - 1, ")"));
+        Assert.Equal(Expr.MaxDepth, deepest.Depth);
+        Assert.Equal(deepest, MetricParser.Parse(deepest.ToString()));
+        var (w, g, x) = TestData.Random(3, 17, 4);
+        TestData.AssertClose(ReferenceScorer.Score(deepest, w, g, x, 3, 17), TestData.Fused(deepest, w, g, x, 3, 17), 1e-5, "depth 64");
+
+        // One level more, and far more (a recursive parser would overflow the stack at 25,000 or 1,000,000).
+        foreach (var n in new[] { Expr.MaxDepth, 25_000, 1_000_000 })
+        {
+            var ex = Assert.Throws<MetricParseException>(() => MetricParser.Parse(Nested("abs(", n, ")")));
+            Assert.Contains($"nested deeper than {Expr.MaxDepth}", ex.Message);
+            Assert.Equal(4 * Expr.MaxDepth, ex.Position);   // the first name past the limit
+            Assert.True(ex.Message.Length < 400, "the message quotes an excerpt, not the whole input");
+        }
+        var bin = Assert.Throws<MetricParseException>(() => MetricParser.Parse(Nested("mul(", 5000, ", W)")));
+        Assert.Contains("nested deeper", bin.Message);
+    }
+
+    [Fact]
+    public void TreesBuiltInCodeCannotExceedTheLimitsEither()
+    {
+        var e = Expr.W;
+        for (int i = 1; i < Expr.MaxDepth; i++) e = Expr.Unary(Op.Abs, e);
+        Assert.Equal(Expr.MaxDepth, e.Depth);
+        Assert.Throws<ExprTooLargeException>(() => Expr.Unary(Op.Abs, e));
+        Assert.Throws<ExprTooLargeException>(() => Expr.Binary(Op.Add, Expr.G, e));
+
+        // Size: a balanced tree of height 11 (4095 nodes) is allowed; joining two of them is not.
+        var big = Expr.W;
+        for (int h = 0; h < 11; h++) big = Expr.Binary(Op.Add, big, big);
+        Assert.Equal(4095, big.Size);
+        Assert.Throws<ExprTooLargeException>(() => Expr.Binary(Op.Mul, big, big));
+        var text = Assert.Throws<MetricParseException>(() => MetricParser.Parse($"mul({big}, {big})"));
+        Assert.Contains($"at most {Expr.MaxSize}", text.Message);
+    }
 }

@@ -59,16 +59,35 @@ public class IlgpuTests(IlgpuFixture fx) : IClassFixture<IlgpuFixture>
         Assert.Equal(cpuNM, gpuNM);
     }
 
-    [Fact]
-    public void CudaRequestWithoutGpuFailsClearlyOrWorks()
+    /// <summary>Whether this machine has a CUDA device, asked of ILGPU's device list directly (not through the back end).</summary>
+    static bool MachineHasCuda()
     {
         try
         {
+            using var ctx = ILGPU.Context.Create(b => b.AllAccelerators());
+            return ctx.Devices.Any(d => d.AcceleratorType == ILGPU.Runtime.AcceleratorType.Cuda);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { return false; }   // no CUDA runtime at all
+    }
+
+    [Fact]
+    public void CudaRequestFailsClearlyWithoutGpuAndWorksWithOne()
+    {
+        if (MachineHasCuda())
+        {
             using var b = IlgpuBackend.Create(preferCuda: true);
             Assert.StartsWith("ilgpu-cuda", b.Name);
+            // And it computes: the same scores as the reference.
+            var e = MetricParser.Parse("mul(sqr(W), mms(G))");
+            var (w, g, x) = TestData.Random(6, 37, 5);
+            var s = new float[w.Length];
+            b.Score(e, w, g, [], 6, 37, s);
+            TestData.AssertClose(ReferenceScorer.Score(e, w, g, x, 6, 37), s, 1e-5, "cuda");
         }
-        catch (InvalidOperationException ex)
+        else
         {
+            // Never a silent fallback to the CPU accelerator: an exception naming CUDA.
+            var ex = Assert.Throws<InvalidOperationException>(() => IlgpuBackend.Create(preferCuda: true).Dispose());
             Assert.Contains("CUDA", ex.Message);
         }
     }

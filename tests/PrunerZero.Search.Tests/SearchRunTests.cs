@@ -123,7 +123,7 @@ public sealed class SearchRunTests : IDisposable
         var ex = Assert.Throws<RunParametersMismatchException>(() =>
             SearchRun.Run(o with { Resume = true, Population = 13 }, new SyntheticFitness(Target), null, default));
         Assert.Contains("population: stored '12', now '13'", ex.Message);
-        Assert.Throws<InvalidOperationException>(() => SearchRun.Run(o, new SyntheticFitness(Target), null, default));
+        Assert.Throws<RunStoreException>(() => SearchRun.Run(o, new SyntheticFitness(Target), null, default));
         // More iterations extend the run: the same as a fresh run of that length.
         var extended = SearchRun.Run(o with { Resume = true, Iterations = 12 }, new SyntheticFitness(Target), null, default);
         var fresh = SearchRun.Run(Opts("p2", iterations: 12), new SyntheticFitness(Target), null, default);

@@ -44,6 +44,7 @@ public class TreesTests
     [Fact]
     public void Mutation_never_exceeds_max_height_and_crossover_is_filtered_by_bounds()
     {
+        int tooTall = 0;
         for (int i = 0; i < 2000; i++)
         {
             var rng = Rng.For(9, i, 0, 0);
@@ -51,9 +52,30 @@ public class TreesTests
             var p2 = Trees.RampedHalfAndHalf(rng, i + 1, 3, 5);
             var m = Trees.Mutate(rng, p1, 5);
             Assert.True(Trees.Height(m) <= 5, $"mutation produced height {Trees.Height(m)}: {m}");
-            var c = Trees.Crossover(rng, p1, p2);
-            Assert.True(Trees.Height(c) <= Trees.Height(p1) + Trees.Height(p2), "crossover child taller than possible");
+
+            // Crossover is exactly "subtree i of p1 replaced by subtree j of p2", i and j the next two draws.
+            var r1 = Rng.For(9, i, 1, 0);
+            var r2 = Rng.For(9, i, 1, 0);
+            var c = Trees.Crossover(r1, p1, p2);
+            int at = r2.Next(p1.Size), from = r2.Next(p2.Size);
+            Assert.Equal(p1.ReplaceAt(at, p2.NodeAt(from)), c);
+            int level = p1.Preorder()[at].Level;
+            Assert.Equal(Math.Max(HeightOutside(p1, at), level + Trees.Height(p2.NodeAt(from))), Trees.Height(c));
+            // Children outside the bounds exist (so the filter matters) and InBounds rejects exactly those.
+            bool inBounds = Trees.Height(c) is >= 3 and <= 5;
+            Assert.Equal(inBounds, Trees.InBounds(c, 3, 5));
+            if (Trees.Height(c) > 5) tooTall++;
         }
+        Assert.True(tooTall > 0, "no crossover child was taller than the bound: the filter is never exercised");
+    }
+
+    /// <summary>Height of the tree with the subtree at preorder index <paramref name="at"/> cut off (its path still reaches it).</summary>
+    static int HeightOutside(Expr e, int at)
+    {
+        var nodes = e.Preorder();
+        var cut = nodes[at];
+        int end = at + cut.Node.Size;
+        return nodes.Where(n => (n.Index < at || n.Index >= end) && n.Node.IsTerminal).Select(n => n.Level).DefaultIfEmpty(cut.Level).Max();
     }
 
     [Fact]

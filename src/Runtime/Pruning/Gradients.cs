@@ -90,15 +90,11 @@ public sealed class GradientStats : IDisposable
         return stats;
     }
 
-    /// <summary>Identifies model weights (path, size, time) and the exact calibration windows.</summary>
-    static string CacheKey(string modelDir, CalibrationSet calib)
+    /// <summary>Identifies the model by the content of its files (SHA-256) and the exact calibration windows.</summary>
+    public static string CacheKey(string modelDir, CalibrationSet calib)
     {
         var sb = new StringBuilder();
-        foreach (var f in Directory.EnumerateFiles(modelDir, "*.safetensors").Order(StringComparer.Ordinal))
-        {
-            var fi = new FileInfo(f);
-            sb.Append(Path.GetFullPath(f)).Append('|').Append(fi.Length).Append('|').Append(fi.LastWriteTimeUtc.Ticks).Append('\n');
-        }
+        sb.Append(ContentHash.OfCheckpoint(modelDir)).Append('\n');
         sb.Append(calib.Describe()).Append('\n');
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         h.AppendData(Encoding.UTF8.GetBytes(sb.ToString()));

@@ -52,7 +52,9 @@ public sealed class PruneSession : IDisposable
         Seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
         (EvalTokens, EvalBytes) = Corpus.Tokenize(o.EvalPath, Tokenizer, progress);
         Perplexity.WindowCount(EvalTokens.Length, Seqlen, o.EvalPath);
+        Corpus.CheckTokenIds(EvalTokens, config.VocabSize, o.EvalPath);
         Calibration = CalibrationSet.Build(o.CalibPath, Tokenizer, o.NSamples, Seqlen, o.Sampling, o.Seed);
+        Corpus.CheckTokenIds(Calibration.Windows.SelectMany(w => w.Select(t => (int)t)), config.VocabSize, o.CalibPath);
         long calibBytes = 2L * o.NSamples * Seqlen * config.HiddenSize * 4;
         log.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} float32 weights + {LlamaModel.Gib(calibBytes)} calibration activations + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, Seqlen))} per window; G adds the size of the linear weights when a metric uses it");
         Model = Checkpoint.Load(o.ModelDir, progress);
