@@ -82,7 +82,7 @@ public abstract class PruneOptionsBase
     {
         var update = PruneMethod.ParseUpdate(Update);
         try { return PruneMethod.Resolve(text, update); }
-        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{text}': {e.Message}"); }
+        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{Kernels.MetricParseException.Excerpt(text, 0)}': {e.Message}"); }
     }
 
     public PruneTarget Target()

@@ -51,7 +51,7 @@ public static class ScoreCommand
             catch (MetricParseException e)
             {
                 rows.Add(new ScoreRow(line, null, false, e.Message, null, null, null, 0));
-                log.WriteLine($"skipped '{line}': {e.Message}");
+                log.WriteLine($"skipped '{MetricParseException.Excerpt(line, 0)}': {e.Message}");
                 continue;
             }
             var report = session.Prune(metric, target, backend);

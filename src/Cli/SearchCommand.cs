@@ -151,6 +151,7 @@ public static class SearchCommand
         // The run folder: writable, not holding a run unless resuming, not in use. RunStore checks all of this again
         // under its lock; here it fails before the model is loaded.
         PathSafety.WritableDirectory(o.Run, "--run");
+        if (!Directory.Exists(o.Run)) return;   // a new run: nothing to hold or lock yet
         if (File.Exists(Path.Combine(o.Run, RunStore.FileName)) && !o.Resume)
             throw new PrunerZeroException($"{Path.Combine(o.Run, RunStore.FileName)} already holds a search run; pass --resume to continue it, or choose a new --run directory");
         try { RunStore.AcquireLock(o.Run).Dispose(); }

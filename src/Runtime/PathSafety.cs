@@ -50,16 +50,20 @@ public static class PathSafety
             throw new PrunerZeroException($"{flag} {outDir} is the input checkpoint {inputDir} (same folder as {RealPath(inputDir)}); writing there would destroy it: choose another folder");
     }
 
-    /// <summary>Creates the folder if needed and proves a file can be written in it (the probe is removed).</summary>
+    /// <summary>Proves a file can be written in the folder; the probe, and any folder it had to create, are removed again.</summary>
     public static void WritableDirectory(string dir, string flag)
     {
         if (File.Exists(dir)) throw new PrunerZeroException($"{flag} {dir} is a file, not a folder");
         string probe = Path.Combine(dir, $".pz-write-probe-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        // The topmost folder this probe creates is removed again: a command that fails later leaves no trace.
+        string? created = null;
+        for (var d = Path.GetFullPath(dir); d != null && !Directory.Exists(d); d = Path.GetDirectoryName(d)) created = d;
         try
         {
             Directory.CreateDirectory(dir);
             using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write)) { }
             File.Delete(probe);
+            if (created != null) Directory.Delete(created, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
         {

@@ -65,7 +65,7 @@ public class SparseGptCliTests
         string outDir = Path.Combine(TestCheckpoints.TempDir("out"), "never");
         AssertOneLine("--update must be none or obs", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
         // hidden 32, intermediate 48: 2:5 fits no linear; refused before any block is pruned
-        AssertOneLine("needs every linear's input columns to be a multiple of 5", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
+        AssertOneLine("--nm 2:5: groups of 5 must divide", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
         AssertOneLine("--update applies to prune and score", ["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
         Assert.False(Directory.Exists(outDir));
     }
