@@ -10,7 +10,7 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, SynthOptions>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
                 (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
@@ -18,6 +18,7 @@ public static class Program
                 (PruneOptions o) => PruneCommand.Run(o),
                 (ScoreOptions o) => ScoreCommand.Run(o),
                 (TrainOptionsCli o) => TrainCommand.Run(o, args),
+                (SynthOptions o) => SynthCommand.Run(o),
                 _ => 2);
         }
         catch (PrunerZeroException e)
