@@ -40,9 +40,10 @@ public static class EvalCommand
         Corpus.CheckTokenIds(tokens, config.VocabSize, dataPath);
         int seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
         Perplexity.WindowCount(tokens.Length, seqlen, dataPath);   // refuse before loading weights
-        Console.Error.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} of float32 weights + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, seqlen))} for one window's activations");
+        long weightBytes = Checkpoint.Entries(modelDir).Sum(e => e.Entry.End - e.Entry.Begin);
+        Console.Error.WriteLine($"memory: {LlamaModel.Gib(weightBytes)} of weights (held as stored, {config.TorchDtype}) + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, seqlen))} for one window's activations and one block in float32");
 
-        using var model = Checkpoint.Load(modelDir, progress);
+        using var model = Checkpoint.Load(modelDir, progress, keepDtype: true);
         var r = Perplexity.Evaluate(model, modelDir, tokens, bytes, Path.GetFileName(dataPath), seqlen, o.Windows, progress);
         progress.Done();
         if (o.Json)

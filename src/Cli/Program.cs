@@ -10,7 +10,7 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
                 (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
@@ -19,6 +19,7 @@ public static class Program
                 (ScoreOptions o) => ScoreCommand.Run(o),
                 (TrainOptionsCli o) => TrainCommand.Run(o, args),
                 (WorkerOptions o) => WorkerCommand.Run(o),
+                (SynthOptions o) => SynthCommand.Run(o),
                 _ => 2);
         }
         catch (PrunerZeroException e)

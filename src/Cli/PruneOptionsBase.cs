@@ -57,7 +57,7 @@ public abstract class PruneOptionsBase
         return ZeroShotCommand.LoadTasks(ZeroShotTasks?.ToList() is { Count: > 0 } t ? t : null);
     }
 
-    [Option("device", Default = "cpu", HelpText = "Where metrics are scored and masked: cpu (fused SIMD) or cuda (ILGPU; fails clearly without a GPU).")]
+    [Option("device", Default = "cpu", HelpText = "Where the model runs and metrics are scored: cpu (fused SIMD) or cuda (a CUDA TorchSharp build and ILGPU; refused in one line without them).")]
     public string Device { get; set; } = "cpu";
 
     /// <summary>The Kernels back end; a CUDA request on a machine without one is an error, never a silent fallback.</summary>
@@ -70,6 +70,7 @@ public abstract class PruneOptionsBase
 
     static Kernels.IMetricBackend CreateCuda()
     {
+        Devices.Parse("cuda");   // the model's tensors go there too: refuse first when TorchSharp has no CUDA
         try { return Kernels.IlgpuBackend.Create(preferCuda: true); }
         catch (InvalidOperationException e) { throw new PrunerZeroException($"--device cuda: {e.Message}"); }
     }
@@ -134,6 +135,7 @@ public abstract class PruneOptionsBase
         Seed = CalibSeed,
         CacheDir = Cache ?? SessionOptions.DefaultCacheDir(),
         EvalWindows = Windows,
+        Device = Device,
     };
 
     public static Kernels.Expr ParseMetric(string text)

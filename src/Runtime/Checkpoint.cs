@@ -85,8 +85,15 @@ public static class Checkpoint
         return files;
     }
 
-    /// <summary>Loads config and weights (converted to float32) and checks every shape against the config.</summary>
-    public static LlamaModel Load(string dir, IProgress<string>? progress = null)
+    /// <summary>
+    /// Loads config and weights and checks every shape against the config. The weights are read tensor by
+    /// tensor from the files straight into their tensors (no second copy of the model is ever held):
+    /// converted to float32 by default (training and the small-model tools), or kept in the checkpoint's
+    /// dtype with <paramref name="keepDtype"/> (pruning and evaluation: a bf16 model stays bf16 in memory and
+    /// each block is computed in float32 only while it is worked on). <paramref name="device"/> puts them
+    /// on another device (cuda), tensor by tensor.
+    /// </summary>
+    public static LlamaModel Load(string dir, IProgress<string>? progress = null, bool keepDtype = false, Device? device = null)
     {
         RequireDirectory(dir);
         var cfg = LlamaConfig.Load(Path.Combine(dir, "config.json"));
@@ -102,8 +109,11 @@ public static class Checkpoint
             if (e.Entry.DType is not ("F32" or "F16" or "BF16"))
                 throw new PrunerZeroException($"{dir}: tensor '{name}' has dtype {e.Entry.DType}; weights must be F32, F16 or BF16");
             used.Add(name);
-            using var raw = SafeTensors.Read(e.Entry, e.DataStart);
-            return raw.to(ScalarType.Float32).contiguous().DetachFromDisposeScope();
+            var raw = SafeTensors.Read(e.Entry, e.DataStart);
+            if ((keepDtype || raw.dtype == ScalarType.Float32) && (device is null || device.type == DeviceType.CPU))
+                return raw.DetachFromDisposeScope();
+            using (raw)
+                return raw.to(keepDtype ? raw.dtype : ScalarType.Float32, device ?? CPU).contiguous().DetachFromDisposeScope();
         }
 
         var embed = Get("model.embed_tokens.weight", v, c);
@@ -147,13 +157,14 @@ public static class Checkpoint
             {
                 var (e, start) = entries[$"model.layers.{i}.{k.HfName()}.weight"];
                 using var raw = SafeTensors.Read(e, start);
-                model.Blocks[i][k].copy_(raw);
+                model.Blocks[i][k].copy_(raw);   // converts dtype and device when they differ; one tensor at a time
             }
     }
 
     /// <summary>
-    /// Saves the model in Hugging Face layout in the given dtype: config.json, model.safetensors, and the
-    /// tokenizer and generation files copied from <paramref name="sourceDir"/>.
+    /// Saves the model in Hugging Face layout in the given dtype: config.json, model.safetensors (or shards
+    /// of at most 5 GiB with an index, as transformers writes big models), and the tokenizer and generation
+    /// files copied from <paramref name="sourceDir"/>. Streams: one tensor at a time is converted and written.
     /// </summary>
     public static void Save(LlamaModel model, string outDir, string? sourceDir, ScalarType dtype, IDictionary<string, string>? metadata = null)
     {
@@ -174,16 +185,9 @@ public static class Checkpoint
         };
         File.WriteAllText(Path.Combine(outDir, "config.json"), cfgJson.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 
-        var tensors = new List<(string, Tensor)>();
-        try
-        {
-            foreach (var (name, t) in model.NamedTensors()) tensors.Add((name, t.detach().to(dtype).contiguous()));
-            SafeTensors.Write(Path.Combine(outDir, "model.safetensors"), tensors, metadata);
-        }
-        finally
-        {
-            foreach (var (_, t) in tensors) t.Dispose();
-        }
+        var byName = model.NamedTensors().ToDictionary(t => t.Name, t => t.Tensor);
+        var specs = model.NamedTensors().Select(t => new TensorSpec(t.Name, SafeTensors.DTypeName(dtype), t.Tensor.shape)).ToList();
+        SafeTensors.WriteCheckpoint(outDir, specs, s => byName[s.Name].detach().to(dtype).contiguous(), metadata);
         if (sourceDir != null && Path.GetFullPath(sourceDir) != Path.GetFullPath(outDir))
         {
             foreach (var name in TextTokenizer.Files.Append("generation_config.json"))

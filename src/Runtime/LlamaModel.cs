@@ -26,7 +26,11 @@ public static class LinearKinds
     };
 }
 
-/// <summary>One decoder block's weights, float32, [out, in] as nn.Linear stores them.</summary>
+/// <summary>
+/// One decoder block's weights, [out, in] as nn.Linear stores them, in the dtype they are held in (the
+/// checkpoint's for pruning and evaluation, float32 for training). Math always runs on a float32 view:
+/// <see cref="Float32"/>.
+/// </summary>
 public sealed class LlamaBlock : IDisposable
 {
     public required Tensor InputNorm;   // (C)
@@ -48,13 +52,58 @@ public sealed class LlamaBlock : IDisposable
 
     public IEnumerable<Tensor> All => [InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down];
 
+    public bool IsFloat32 => All.All(t => t.dtype == ScalarType.Float32);
+
+    /// <summary>
+    /// The block in float32 for one step of work: new handles in the current dispose scope, aliases of
+    /// these tensors when they are float32 already (so in-place pruning reaches them), converted copies
+    /// otherwise (bf16 and f16 convert to float32 exactly); <see cref="WriteBack"/> stores the latter.
+    /// </summary>
+    public LlamaBlock Float32() => new()
+    {
+        InputNorm = LlamaModel.AsFloat32(InputNorm), Q = LlamaModel.AsFloat32(Q), K = LlamaModel.AsFloat32(K),
+        V = LlamaModel.AsFloat32(V), O = LlamaModel.AsFloat32(O), PostNorm = LlamaModel.AsFloat32(PostNorm),
+        Gate = LlamaModel.AsFloat32(Gate), Up = LlamaModel.AsFloat32(Up), Down = LlamaModel.AsFloat32(Down),
+    };
+
+    /// <summary>
+    /// Like <see cref="Float32"/> for one half only: the attention half's tensors (InputNorm, Q, K, V, O) or the
+    /// MLP half's (PostNorm, Gate, Up, Down) in float32, the other half's left as they are (not to be used).
+    /// </summary>
+    public LlamaBlock Float32Part(bool attention)
+    {
+        Tensor A(Tensor t, bool mine) => mine ? LlamaModel.AsFloat32(t) : t;
+        return new()
+        {
+            InputNorm = A(InputNorm, attention), Q = A(Q, attention), K = A(K, attention), V = A(V, attention), O = A(O, attention),
+            PostNorm = A(PostNorm, !attention), Gate = A(Gate, !attention), Up = A(Up, !attention), Down = A(Down, !attention),
+        };
+    }
+
+    /// <summary>A float32 copy of the block that shares no storage with it (for autograd leaves), in the current dispose scope.</summary>
+    public LlamaBlock Float32Copy()
+    {
+        static Tensor C(Tensor t) => t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32);
+        return new() { InputNorm = C(InputNorm), Q = C(Q), K = C(K), V = C(V), O = C(O), PostNorm = C(PostNorm), Gate = C(Gate), Up = C(Up), Down = C(Down) };
+    }
+
+    /// <summary>Writes the linears of a <see cref="Float32"/> working block back in this block's dtype (pruned zeros stay exact zeros).</summary>
+    public void WriteBack(LlamaBlock working)
+    {
+        using var _ = no_grad();
+        foreach (var k in LinearKinds.All)
+            if (this[k].dtype != working[k].dtype || this[k].device != working[k].device) this[k].copy_(working[k]);
+    }
+
     public void Dispose() { foreach (var t in All) t.Dispose(); }
 }
 
 /// <summary>
 /// A LLaMA-family decoder (Hugging Face LlamaForCausalLM math): RMSNorm, rotate-half RoPE, grouped-query
-/// attention, SwiGLU, tied or untied head. Weights are held once, in float32, as plain tensors so the
-/// pruning engine can score and mask them in place and autograd can reach them.
+/// attention, SwiGLU, tied or untied head. Weights are held once, as plain tensors in the dtype they were
+/// loaded in (the checkpoint's: a bf16 7B model takes 13.5 GB, not 27), so the pruning engine can score
+/// and mask them in place and autograd can reach them; every block's math runs in float32, on a copy of
+/// that block's weights made only while the block is worked on (<see cref="LlamaBlock.Float32"/>).
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
@@ -72,6 +121,15 @@ public sealed class LlamaModel : IDisposable
         Norm = norm;
         LmHead = config.TieWordEmbeddings ? embed : lmHead ?? throw new PrunerZeroException("untied model without lm_head.weight");
     }
+
+    /// <summary>The dtype the weights are held in.</summary>
+    public ScalarType WeightDtype => Embed.dtype;
+
+    /// <summary>The device the weights are on.</summary>
+    public Device Device => Embed.device;
+
+    /// <summary>A float32 handle of t in the current dispose scope: an alias when t is float32, else a converted copy.</summary>
+    public static Tensor AsFloat32(Tensor t) => t.dtype == ScalarType.Float32 ? t.alias() : t.to(ScalarType.Float32);
 
     /// <summary>Every tensor in Hugging Face naming (lm_head omitted when tied, as HF saves it).</summary>
     public IEnumerable<(string Name, Tensor Tensor)> NamedTensors()
@@ -115,7 +173,7 @@ public sealed class LlamaModel : IDisposable
         var pos = arange(t, ScalarType.Int64).to(ScalarType.Float32);
         var freqs = outer(pos, invFreq.to(ScalarType.Float32));
         var emb = cat([freqs, freqs], -1);
-        return (emb.cos(), emb.sin());
+        return (emb.cos().to(Device), emb.sin().to(Device));
     }
 
     static Tensor RotateHalf(Tensor x)
@@ -131,6 +189,22 @@ public sealed class LlamaModel : IDisposable
     public Tensor BlockForward(int layer, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null)
     {
         var b = Blocks[layer];
+        if (b.IsFloat32) return BlockForward(b, h, cos, sin, onLinearInput);
+        // Held in another dtype: each half converted to float32 only while it runs (the MLP's 2/3 of a block at most).
+        Tensor mid;
+        using (var scope = NewDisposeScope())
+            mid = AttentionHalf(b.Float32Part(attention: true), h, cos, sin, onLinearInput).MoveToOuterDisposeScope();
+        using (var scope = NewDisposeScope())
+            return MlpHalf(b.Float32Part(attention: false), mid, onLinearInput).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One decoder block with the given float32 weights (a <see cref="LlamaBlock.Float32"/> working block).</summary>
+    public Tensor BlockForward(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null) =>
+        MlpHalf(b, AttentionHalf(b, h, cos, sin, onLinearInput), onLinearInput);
+
+    /// <summary>The attention half of a block: h + o_proj(attention(RMSNorm(h))). Uses InputNorm, Q, K, V, O.</summary>
+    public Tensor AttentionHalf(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null)
+    {
         long bsz = h.shape[0], t = h.shape[1];
         int nh = Config.NumHeads, nkv = Config.NumKvHeads, d = Config.HeadDim;
 
@@ -150,9 +224,13 @@ public sealed class LlamaModel : IDisposable
         var attn = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
         attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
         onLinearInput?.Invoke(LinearKind.O, attn);
-        h = h + nn.functional.linear(attn, b.O);
+        return h + nn.functional.linear(attn, b.O);
+    }
 
-        x = RmsNorm(h, b.PostNorm);
+    /// <summary>The MLP half of a block: h + down(silu(gate(x)) · up(x)), x = RMSNorm(h). Uses PostNorm, Gate, Up, Down.</summary>
+    public Tensor MlpHalf(LlamaBlock b, Tensor h, Action<LinearKind, Tensor>? onLinearInput = null)
+    {
+        var x = RmsNorm(h, b.PostNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
         var act = nn.functional.silu(nn.functional.linear(x, b.Gate)) * nn.functional.linear(x, b.Up);
         onLinearInput?.Invoke(LinearKind.Down, act);
@@ -160,10 +238,29 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>Token embeddings for ids (B, T).</summary>
-    public Tensor EmbedTokens(Tensor ids) => Embed.index_select(0, ids.reshape(-1)).view(ids.shape[0], ids.shape[1], -1);
+    public Tensor EmbedTokens(Tensor ids)
+    {
+        var e = Embed.index_select(0, ids.to(Embed.device).reshape(-1)).view(ids.shape[0], ids.shape[1], -1);
+        return e.dtype == ScalarType.Float32 ? e : e.to(ScalarType.Float32);
+    }
 
-    /// <summary>Final norm and head: logits (B, T, V).</summary>
-    public Tensor Logits(Tensor h) => nn.functional.linear(RmsNorm(h, Norm), LmHead);
+    /// <summary>Final norm and head in float32 (the head converted for the call when held in another dtype): logits (B, T, V).</summary>
+    public Tensor Logits(Tensor h)
+    {
+        if (LmHead.dtype == ScalarType.Float32 && Norm.dtype == ScalarType.Float32) return nn.functional.linear(RmsNorm(h, Norm), LmHead);
+        // The head converted HeadSlice vocabulary rows at a time (each logit is its own dot product), not whole.
+        var x = RmsNorm(h, AsFloat32(Norm));
+        var parts = new List<Tensor>();
+        for (long r = 0; r < LmHead.shape[0]; r += HeadSlice)
+        {
+            using var scope = NewDisposeScope();
+            parts.Add(nn.functional.linear(x, LmHead.narrow(0, r, Math.Min(HeadSlice, LmHead.shape[0] - r)).to(ScalarType.Float32)).MoveToOuterDisposeScope());
+        }
+        return cat(parts, -1);
+    }
+
+    /// <summary>Vocabulary rows of the head converted to float32 at a time when the head is held in another dtype.</summary>
+    public const long HeadSlice = 4096;
 
     /// <summary>Full forward: logits (B, T, V) for ids (B, T).</summary>
     public Tensor Forward(Tensor ids) => Logits(HiddenStates(ids));
@@ -188,7 +285,7 @@ public sealed class LlamaModel : IDisposable
         var logits = Forward(ids);
         long v = logits.shape[^1];
         var pred = logits[.., ..^1, ..].reshape(-1, v);
-        var target = ids[.., 1..].reshape(-1);
+        var target = ids[.., 1..].reshape(-1).to(pred.device);
         return nn.functional.cross_entropy(pred, target, reduction: reduction);
     }
 
@@ -206,8 +303,8 @@ public sealed class LlamaModel : IDisposable
             throw new PrunerZeroException($"sequence length {t} exceeds the model's sliding_window {w}; sliding-window attention is not implemented (use --seqlen {w} or less)");
     }
 
-    /// <summary>Bytes of the float32 weights held in memory.</summary>
-    public long WeightBytes => Config.ParameterCount * 4;
+    /// <summary>Bytes of the weights held in memory, in their dtype.</summary>
+    public long WeightBytes => NamedTensors().Sum(t => t.Tensor.NumberOfElements * t.Tensor.ElementSize);
 
     /// <summary>A rough upper bound on one window's activations during a forward pass, in bytes.</summary>
     public static long ActivationBytes(LlamaConfig c, long seqlen) =>

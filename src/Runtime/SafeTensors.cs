@@ -126,42 +126,141 @@ public static class SafeTensors
         return t;
     }
 
-    /// <summary>Writes tensors (already in the wanted dtype, contiguous CPU) as one safetensors file.</summary>
+    /// <summary>Element size in bytes of a safetensors dtype name.</summary>
+    public static int ElementSize(string dtype) => DTypes[dtype].Size;
+
+    /// <summary>Writes tensors (any device; converted to nothing, so already in the wanted dtype) as one safetensors file.</summary>
     public static void Write(string path, IReadOnlyList<(string Name, Tensor Tensor)> tensors, IDictionary<string, string>? metadata = null)
+    {
+        using var w = new SafeTensorsWriter(path, tensors.Select(t => new TensorSpec(t.Name, DTypeName(t.Tensor.dtype), t.Tensor.shape)).ToList(), metadata);
+        foreach (var (name, t) in tensors) w.Write(name, t);
+        w.Complete();
+    }
+
+    /// <summary>
+    /// Writes a checkpoint tensor by tensor: one file model.safetensors, or shards of at most
+    /// <paramref name="maxShardBytes"/> (model-0000i-of-0000n.safetensors plus model.safetensors.index.json,
+    /// as transformers writes them). <paramref name="produce"/> makes each tensor in its spec's dtype when
+    /// asked, so only one tensor is in memory at a time; the writer disposes nothing it is given.
+    /// </summary>
+    public static void WriteCheckpoint(string dir, IReadOnlyList<TensorSpec> specs, Func<TensorSpec, Tensor> produce,
+        IDictionary<string, string>? metadata = null, long maxShardBytes = 5L << 30)
+    {
+        var shards = new List<List<TensorSpec>> { new() };
+        long size = 0;
+        foreach (var s in specs)
+        {
+            if (shards[^1].Count > 0 && size + s.Bytes > maxShardBytes) { shards.Add([]); size = 0; }
+            shards[^1].Add(s);
+            size += s.Bytes;
+        }
+        var names = shards.Count == 1 ? ["model.safetensors"]
+            : shards.Select((_, i) => $"model-{i + 1:00000}-of-{shards.Count:00000}.safetensors").ToArray();
+        for (int i = 0; i < shards.Count; i++)
+        {
+            using var w = new SafeTensorsWriter(Path.Combine(dir, names[i]), shards[i], metadata);
+            foreach (var s in shards[i])
+            {
+                using var scope = NewDisposeScope();
+                w.Write(s.Name, produce(s));
+            }
+            w.Complete();
+        }
+        if (shards.Count > 1)
+        {
+            var map = new JsonObject();
+            for (int i = 0; i < shards.Count; i++) foreach (var s in shards[i]) map[s.Name] = names[i];
+            var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = specs.Sum(s => s.Bytes) }, ["weight_map"] = map };
+            System.IO.File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        }
+        // An older layout of the other kind (one file vs shards) must not survive next to the new one.
+        var keep = new HashSet<string>(names);
+        if (shards.Count > 1) keep.Add("model.safetensors.index.json");
+        foreach (var f in Directory.EnumerateFiles(dir, "model*.safetensors*"))
+            if (!keep.Contains(Path.GetFileName(f))) System.IO.File.Delete(f);
+    }
+}
+
+/// <summary>A tensor to be written: name, safetensors dtype name, shape.</summary>
+public sealed record TensorSpec(string Name, string DType, long[] Shape)
+{
+    public long Bytes => Shape.Aggregate(1L, (a, b) => a * b) * SafeTensors.ElementSize(DType);
+}
+
+/// <summary>
+/// A safetensors file written without holding its tensors: the header is laid out from the specs first
+/// (data 8-byte aligned, as the reference writer does), then each tensor is written at its offset, in any
+/// order; <see cref="Complete"/> checks that every tensor was written and moves the .tmp file into place.
+/// </summary>
+public sealed class SafeTensorsWriter : IDisposable
+{
+    readonly string _path, _tmp;
+    readonly FileStream _fs;
+    readonly Dictionary<string, (TensorSpec Spec, long Offset)> _layout = new();
+    readonly HashSet<string> _written = new();
+    readonly long _dataStart;
+    bool _done;
+
+    public SafeTensorsWriter(string path, IReadOnlyList<TensorSpec> specs, IDictionary<string, string>? metadata = null)
     {
         var header = new JsonObject();
         var meta = new JsonObject { ["format"] = "pt" };
         if (metadata != null) foreach (var (k, v) in metadata) meta[k] = v;
         header["__metadata__"] = meta;
         long offset = 0;
-        foreach (var (name, t) in tensors)
+        foreach (var s in specs)
         {
-            long bytes = t.NumberOfElements * t.ElementSize;
-            header[name] = new JsonObject
+            header[s.Name] = new JsonObject
             {
-                ["dtype"] = DTypeName(t.dtype),
-                ["shape"] = new JsonArray(t.shape.Select(d => (JsonNode)d).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
+                ["dtype"] = s.DType,
+                ["shape"] = new JsonArray(s.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + s.Bytes),
             };
-            offset += bytes;
+            _layout[s.Name] = (s, offset);
+            offset += s.Bytes;
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
-        int padded = (json.Length + 7) / 8 * 8;   // data stays 8-byte aligned, as the reference writer does
+        int padded = (json.Length + 7) / 8 * 8;
         var headerBytes = new byte[padded];
         Array.Fill(headerBytes, (byte)' ');
         json.CopyTo(headerBytes, 0);
+        _path = path;
+        _tmp = path + ".tmp";
+        _fs = new FileStream(_tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+        _fs.Write(BitConverter.GetBytes((ulong)padded));
+        _fs.Write(headerBytes);
+        _dataStart = 8 + padded;
+        _fs.SetLength(_dataStart + offset);
+    }
 
-        string tmp = path + ".tmp";
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+    /// <summary>Writes one tensor (its dtype and shape must match the spec); copies it to a contiguous CPU tensor first when it is not one.</summary>
+    public void Write(string name, Tensor t)
+    {
+        if (!_layout.TryGetValue(name, out var l)) throw new InvalidOperationException($"{_path}: tensor '{name}' is not in the header");
+        if (SafeTensors.DTypeName(t.dtype) != l.Spec.DType || !t.shape.SequenceEqual(l.Spec.Shape))
+            throw new InvalidOperationException($"{_path}: tensor '{name}' is {t.dtype} [{string.Join(", ", t.shape)}], the header says {l.Spec.DType} [{string.Join(", ", l.Spec.Shape)}]");
+        if (!_written.Add(name)) throw new InvalidOperationException($"{_path}: tensor '{name}' written twice");
+        _fs.Position = _dataStart + l.Offset;
+        if (t.device_type == DeviceType.CPU && t.is_contiguous()) t.WriteBytesToStream(_fs, 1 << 20);
+        else
         {
-            fs.Write(BitConverter.GetBytes((ulong)padded));
-            fs.Write(headerBytes);
-            foreach (var (_, t) in tensors)
-            {
-                using var c = t.cpu().contiguous();
-                c.WriteBytesToStream(fs, 1 << 20);
-            }
+            using var c = t.cpu().contiguous();
+            c.WriteBytesToStream(_fs, 1 << 20);
         }
-        System.IO.File.Move(tmp, path, overwrite: true);
+    }
+
+    public void Complete()
+    {
+        var missing = _layout.Keys.Where(k => !_written.Contains(k)).ToList();
+        if (missing.Count > 0) throw new InvalidOperationException($"{_path}: tensors not written: {string.Join(", ", missing.Take(5))}");
+        _fs.Dispose();
+        System.IO.File.Move(_tmp, _path, overwrite: true);
+        _done = true;
+    }
+
+    public void Dispose()
+    {
+        _fs.Dispose();
+        if (!_done && System.IO.File.Exists(_tmp)) System.IO.File.Delete(_tmp);
     }
 }

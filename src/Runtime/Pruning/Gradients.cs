@@ -8,86 +8,203 @@ namespace PrunerZero.Runtime.Pruning;
 /// <summary>
 /// G of Pruner-Zero: per weight of every prunable linear layer, sqrt(Σ over calibration windows of
 /// (100 · ∂L/∂w)²), where L is the window's mean next-token loss on the dense model. Computed once per
-/// model + calibration set and cached on disk as safetensors.
+/// model + calibration set and cached on disk as float32 safetensors; a cached G is read layer by layer
+/// when pruning asks for it, never held whole (G is as large as the linears in float32).
+///
+/// Computed block by block (<see cref="ComputeBlockwise"/>), so memory holds one half-block's weights,
+/// gradients and accumulators at a time, never the whole model's: one forward pass keeps each block's input
+/// hidden states for every window (float32), the head gives each window's ∂L/∂h at the top, then from the
+/// top down each block's two halves (MLP, then attention) are recomputed per window with gradients on their
+/// weights, (100·g)² is accumulated in float32 per window and the input gradient is passed down. The
+/// gradient of each window is its own (Σ over windows of g², not (Σ g)²), as in the whole-model backward.
 /// </summary>
 public sealed class GradientStats : IDisposable
 {
     public const float Scale = 100f;
-    readonly Dictionary<(int Layer, LinearKind Kind), Tensor> _g;
+    readonly Dictionary<(int Layer, LinearKind Kind), Tensor>? _g;
+    readonly Dictionary<string, SafeTensorEntry>? _file;
+    readonly long _dataStart;
 
     GradientStats(Dictionary<(int, LinearKind), Tensor> g) => _g = g;
 
-    public Tensor this[int layer, LinearKind kind] => _g[(layer, kind)];
+    GradientStats(Dictionary<string, SafeTensorEntry> file, long dataStart)
+    {
+        _file = file;
+        _dataStart = dataStart;
+    }
+
+    /// <summary>G of one layer, float32 on the CPU: a new handle in the current dispose scope (read from the cache file when G lives there).</summary>
+    public Tensor this[int layer, LinearKind kind] =>
+        _g != null ? _g[(layer, kind)].alias() : SafeTensors.Read(_file![Name(layer, kind)], _dataStart);
 
     static string Name(int layer, LinearKind k) => $"model.layers.{layer}.{k.HfName()}.weight";
 
+    /// <summary>G held in memory (small models and tests).</summary>
     public static GradientStats Compute(LlamaModel model, CalibrationSet calib, IProgress<string>? progress = null)
     {
-        var linears = new List<(int, LinearKind, Tensor)>();
-        for (int i = 0; i < model.Blocks.Count; i++)
-            foreach (var k in LinearKinds.All) linears.Add((i, k, model.Blocks[i][k]));
-        var acc = linears.ToDictionary(l => (l.Item1, l.Item2), l => zeros_like(l.Item3).DetachFromDisposeScope());
-        foreach (var (_, _, w) in linears) w.requires_grad_(true);
+        var g = new Dictionary<(int, LinearKind), Tensor>();
+        ComputeBlockwise(model, calib, (i, k, t) => g[(i, k)] = t.cpu().clone().DetachFromDisposeScope(), progress);
+        return new GradientStats(g);
+    }
+
+    /// <summary>
+    /// Computes G block by block (see the class summary) and hands each layer's G (float32) to
+    /// <paramref name="sink"/> as soon as it is final, top block first; the tensor is disposed after the call.
+    /// </summary>
+    public static void ComputeBlockwise(LlamaModel model, CalibrationSet calib, Action<int, LinearKind, Tensor> sink, IProgress<string>? progress = null)
+    {
+        int n = calib.NSamples, layers = model.Blocks.Count;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var range = Kernels.Nvtx.Range("gradients");
+        // inputs[i][j]: block i's input for window j; inputs[layers][j]: the last block's output.
+        var inputs = new Tensor[layers + 1][];
+        var grads = new Tensor[n];   // ∂L_j/∂(hidden states at the current level), per window
+        Tensor? cos = null, sin = null;
         try
         {
-            for (int j = 0; j < calib.NSamples; j++)
+            using (no_grad())
             {
-                using var scope = NewDisposeScope();
-                var ids = tensor(calib.Windows[j], [1, calib.Seqlen]);
-                var loss = model.NextTokenLoss(ids);
-                loss.backward();
-                using (no_grad())
+                var (c, s) = model.Rope(calib.Seqlen);
+                cos = c.DetachFromDisposeScope();
+                sin = s.DetachFromDisposeScope();
+                inputs[0] = new Tensor[n];
+                for (int j = 0; j < n; j++)
                 {
-                    foreach (var (i, k, w) in linears)
+                    using var scope = NewDisposeScope();
+                    inputs[0][j] = model.EmbedTokens(tensor(calib.Windows[j], [1, calib.Seqlen])).DetachFromDisposeScope();
+                }
+                for (int i = 0; i < layers; i++)
+                {
+                    progress?.Report($"gradients: forward block {i + 1}/{layers} ({sw.Elapsed.TotalSeconds:0.0} s)");
+                    using var scope = NewDisposeScope();
+                    var working = model.Blocks[i].Float32();
+                    inputs[i + 1] = new Tensor[n];
+                    for (int j = 0; j < n; j++)
                     {
-                        acc[(i, k)].add_((w.grad! * Scale).square());
-                        w.grad!.zero_();
+                        using var inner = NewDisposeScope();
+                        inputs[i + 1][j] = model.BlockForward(working, inputs[i][j], cos, sin).DetachFromDisposeScope();
                     }
                 }
-                progress?.Report($"gradients: window {j + 1}/{calib.NSamples} ({sw.Elapsed.TotalSeconds:0.0} s)");
+            }
+
+            // The top: final norm, head and each window's mean next-token loss.
+            progress?.Report($"gradients: head ({sw.Elapsed.TotalSeconds:0.0} s)");
+            using (var scope = NewDisposeScope())
+            {
+                var norm = LlamaModel.AsFloat32(model.Norm).detach();
+                var head = LlamaModel.AsFloat32(model.LmHead).detach();
+                for (int j = 0; j < n; j++)
+                {
+                    using var inner = NewDisposeScope();
+                    var h = inputs[layers][j].detach().requires_grad_(true);
+                    var logits = nn.functional.linear(model.RmsNorm(h, norm), head);
+                    long v = logits.shape[^1];
+                    var target = tensor(calib.Windows[j][1..], ScalarType.Int64).to(logits.device);
+                    var loss = nn.functional.cross_entropy(logits[0, ..^1, ..].reshape(-1, v), target);
+                    loss.backward();
+                    grads[j] = h.grad!.detach().clone().DetachFromDisposeScope();
+                    inputs[layers][j].Dispose();
+                }
+            }
+
+            for (int i = layers - 1; i >= 0; i--)
+            {
+                progress?.Report($"gradients: block {i + 1}/{layers} ({sw.Elapsed.TotalSeconds:0.0} s)");
+                var block = model.Blocks[i];
+                // The MLP half's inputs: the attention half recomputed without gradients.
+                var mids = new Tensor[n];
+                using (no_grad())
+                using (var scope = NewDisposeScope())
+                {
+                    var w = block.Float32();
+                    for (int j = 0; j < n; j++)
+                    {
+                        using var inner = NewDisposeScope();
+                        mids[j] = model.AttentionHalf(w, inputs[i][j], cos, sin).DetachFromDisposeScope();
+                    }
+                }
+                Half(i, block, [LinearKind.Gate, LinearKind.Up, LinearKind.Down], mids, (w, x) => model.MlpHalf(w, x));
+                foreach (var m in mids) m.Dispose();
+                Half(i, block, [LinearKind.Q, LinearKind.K, LinearKind.V, LinearKind.O], inputs[i], (w, x) => model.AttentionHalf(w, x, cos!, sin!));
+                foreach (var t in inputs[i]) t.Dispose();
+                inputs[i] = [];
+            }
+
+            // One half-block: per window, recompute with gradients on its linears, accumulate (100 g)², pass ∂L/∂input down.
+            void Half(int layer, LlamaBlock block, LinearKind[] kinds, Tensor[] xs, Func<LlamaBlock, Tensor, Tensor> forward)
+            {
+                using var scope = NewDisposeScope();
+                var w = block.Float32Copy();
+                foreach (var k in kinds) w[k].requires_grad_(true);
+                var acc = kinds.ToDictionary(k => k, k => zeros_like(w[k]));
+                for (int j = 0; j < n; j++)
+                {
+                    using var inner = NewDisposeScope();
+                    var x = xs[j].detach().requires_grad_(true);
+                    var y = forward(w, x);
+                    y.backward([grads[j]]);
+                    using (no_grad())
+                        foreach (var k in kinds)
+                        {
+                            acc[k].add_((w[k].grad! * Scale).square());
+                            w[k].grad!.zero_();
+                        }
+                    var down = x.grad!.detach().clone().DetachFromDisposeScope();
+                    grads[j].Dispose();
+                    grads[j] = down;
+                }
+                foreach (var k in kinds)
+                {
+                    w[k].grad?.Dispose();
+                    sink(layer, k, acc[k].sqrt_());
+                }
             }
         }
         finally
         {
-            foreach (var (_, _, w) in linears)
-            {
-                w.requires_grad_(false);
-                w.grad?.Dispose();
-            }
+            foreach (var level in inputs) if (level != null) foreach (var t in level) t?.Dispose();
+            foreach (var t in grads) t?.Dispose();
+            cos?.Dispose();
+            sin?.Dispose();
         }
-        foreach (var t in acc.Values) t.sqrt_();
-        return new GradientStats(acc);
     }
 
-    /// <summary>Loads G from the cache or computes and stores it.</summary>
+    /// <summary>Bytes G takes on disk and while computed: the float32 inputs of every block for every window, and one MLP half's weights, gradients and accumulators.</summary>
+    public static long ComputeBytes(LlamaConfig c, int nsamples, int seqlen)
+    {
+        long hidden = 4L * nsamples * seqlen * c.HiddenSize;
+        long mlp = 3L * c.HiddenSize * c.IntermediateSize * 4;
+        return (c.NumLayers + 3) * hidden + 3 * mlp + LlamaModel.ActivationBytes(c, seqlen);
+    }
+
+    /// <summary>Loads G from the cache or computes it block by block into the cache; either way G is then read from the file per layer.</summary>
     public static GradientStats LoadOrCompute(LlamaModel model, string modelDir, CalibrationSet calib, string cacheDir,
         IProgress<string>? progress, TextWriter log)
     {
         string path = Path.Combine(cacheDir, "gradients", CacheKey(modelDir, calib) + ".safetensors");
-        if (File.Exists(path))
+        if (File.Exists(path)) log.WriteLine($"gradients: cached {path}");
+        else
         {
-            log.WriteLine($"gradients: cached {path}");
-            var (entries, start) = SafeTensors.ReadHeader(path);
-            var byName = entries.ToDictionary(e => e.Name);
-            var g = new Dictionary<(int, LinearKind), Tensor>();
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var specs = new List<TensorSpec>();
             for (int i = 0; i < model.Blocks.Count; i++)
-                foreach (var k in LinearKinds.All)
-                {
-                    if (!byName.TryGetValue(Name(i, k), out var e) || !e.Shape.SequenceEqual(model.Blocks[i][k].shape))
-                        throw new PrunerZeroException($"{path}: gradient cache does not match the model; delete it");
-                    g[(i, k)] = SafeTensors.Read(e, start);
-                }
-            return new GradientStats(g);
+                foreach (var k in LinearKinds.All) specs.Add(new TensorSpec(Name(i, k), "F32", model.Blocks[i][k].shape));
+            using (var w = new SafeTensorsWriter(path, specs,
+                new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["calibration"] = calib.Describe() }))
+            {
+                ComputeBlockwise(model, calib, (i, k, t) => w.Write(Name(i, k), t), progress);
+                w.Complete();
+            }
+            log.WriteLine($"gradients: computed on {calib.Describe()} in {sw.Elapsed.TotalSeconds:0.0} s, cached {path}");
         }
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        var stats = Compute(model, calib, progress);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        SafeTensors.Write(path, stats._g.Select(kv => (Name(kv.Key.Layer, kv.Key.Kind), kv.Value)).ToList(),
-            new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["calibration"] = calib.Describe() });
-        log.WriteLine($"gradients: computed on {calib.Describe()} in {sw.Elapsed.TotalSeconds:0.0} s, cached {path}");
-        return stats;
+        var (entries, start) = SafeTensors.ReadHeader(path);
+        var byName = entries.ToDictionary(e => e.Name);
+        for (int i = 0; i < model.Blocks.Count; i++)
+            foreach (var k in LinearKinds.All)
+                if (!byName.TryGetValue(Name(i, k), out var e) || !e.Shape.SequenceEqual(model.Blocks[i][k].shape) || e.DType != "F32")
+                    throw new PrunerZeroException($"{path}: gradient cache does not match the model; delete it");
+        return new GradientStats(byName, start);
     }
 
     /// <summary>Identifies the model by the content of its files (SHA-256) and the exact calibration windows.</summary>
@@ -102,5 +219,5 @@ public sealed class GradientStats : IDisposable
         return Convert.ToHexString(h.GetHashAndReset())[..24].ToLowerInvariant();
     }
 
-    public void Dispose() { foreach (var t in _g.Values) t.Dispose(); }
+    public void Dispose() { if (_g != null) foreach (var t in _g.Values) t.Dispose(); }
 }

@@ -13,6 +13,8 @@ public sealed record SessionOptions
     public int Seed { get; init; } = 0;
     public string CacheDir { get; init; } = DefaultCacheDir();
     public int? EvalWindows { get; init; }
+    /// <summary>Where the model's tensors live: cpu, or cuda with a CUDA build of TorchSharp.</summary>
+    public string Device { get; init; } = "cpu";
 
     public static string DefaultCacheDir() =>
         Environment.GetEnvironmentVariable("PZ_CACHE") is { Length: > 0 } c ? c
@@ -41,6 +43,10 @@ public sealed class PruneSession : IDisposable
     public double GradientSeconds { get; private set; }
     public double CalibrationSeconds { get; private set; }
     public double RestoreSeconds { get; private set; }
+    public double LoadSeconds { get; }
+    /// <summary>Bytes of the checkpoint's tensors as stored (and as held in memory).</summary>
+    public long WeightBytes { get; }
+    public MemoryPlan Plan { get; }
 
     public PruneSession(SessionOptions o, TextWriter log, IProgress<string>? progress = null)
     {
@@ -55,9 +61,14 @@ public sealed class PruneSession : IDisposable
         Corpus.CheckTokenIds(EvalTokens, config.VocabSize, o.EvalPath);
         Calibration = CalibrationSet.Build(o.CalibPath, Tokenizer, o.NSamples, Seqlen, o.Sampling, o.Seed);
         Corpus.CheckTokenIds(Calibration.Windows.SelectMany(w => w.Select(t => (int)t)), config.VocabSize, o.CalibPath);
-        long calibBytes = 2L * o.NSamples * Seqlen * config.HiddenSize * 4;
-        log.WriteLine($"memory: {LlamaModel.Gib(config.ParameterCount * 4)} float32 weights + {LlamaModel.Gib(calibBytes)} calibration activations + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, Seqlen))} per window; G adds the size of the linear weights when a metric uses it");
-        Model = Checkpoint.Load(o.ModelDir, progress);
+        WeightBytes = Checkpoint.Entries(o.ModelDir).Sum(e => e.Entry.End - e.Entry.Begin);
+        Plan = MemoryPlan.For(config, WeightBytes, o.NSamples, Seqlen);
+        log.WriteLine(Plan.Describe(withG: false));
+        MemoryPlan.Check(config, WeightBytes, o.NSamples, Seqlen, withG: false, MemoryPlan.AvailableBytes());
+        var device = Devices.Parse(o.Device);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        Model = Checkpoint.Load(o.ModelDir, progress, keepDtype: true, device);
+        LoadSeconds = sw.Elapsed.TotalSeconds;
     }
 
     public string Protocol(PruneTarget target) =>
@@ -69,6 +80,7 @@ public sealed class PruneSession : IDisposable
         {
             if (_g != null) return _g;
             RestoreDense();   // G is always taken on the dense model
+            MemoryPlan.Check(Model.Config, WeightBytes, Options.NSamples, Seqlen, withG: true, MemoryPlan.AvailableBytes() + Model.WeightBytes);
             var sw = System.Diagnostics.Stopwatch.StartNew();
             _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log);
             GradientSeconds = sw.Elapsed.TotalSeconds;
@@ -110,12 +122,12 @@ public sealed class PruneSession : IDisposable
     }
 
     /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
-    public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend)
+    public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend, IProgress<BlockTiming>? timing = null)
     {
         var g = metric.UsesG ? Gradients : null;
         RestoreDense();
         _dirty = true;
-        return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress);
+        return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress, timing);
     }
 
     /// <summary>
@@ -130,7 +142,7 @@ public sealed class PruneSession : IDisposable
         RestoreDense();
         _dirty = true;
         using var obs = new ObsHook(method.SparseGptMask);
-        var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs);
+        var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs: obs);
         return report with { Metric = method.ToString() };
     }
 

@@ -10,62 +10,13 @@ public sealed record LayerSparsity(string Name, long Zeros, long Total)
     public double Sparsity => (double)Zeros / Total;
 }
 
+/// <summary>Seconds one block took in the sequential protocol: calibration forward (X), scoring, masking, propagation.</summary>
+public sealed record BlockTiming(int Layer, double Calibration, double Scoring, double Masking, double Propagation);
+
 public sealed record PruneReport(string Metric, PruneTarget Target, bool Valid, string? InvalidReason, List<LayerSparsity> Layers,
     double ScoreSeconds, double MaskSeconds, double ForwardSeconds)
 {
     public double Overall => Layers.Count == 0 ? 0 : (double)Layers.Sum(l => l.Zeros) / Layers.Sum(l => l.Total);
-}
-
-/// <summary>X of every prunable linear: per input column, Σ over calibration tokens of x², divided by nsamples (Wanda's scaler_row).</summary>
-public sealed class XStats
-{
-    readonly Dictionary<LinearKind, Tensor> _sum = new();
-    Tensor? _lastInput, _lastSq;
-
-    public void Add(LinearKind kind, Tensor input)
-    {
-        // Q/K/V and Gate/Up share one input tensor: square-sum it once.
-        if (!ReferenceEquals(input, _lastInput))
-        {
-            _lastInput = input;
-            _lastSq = input.to(ScalarType.Float64).square().sum([0, 1]);
-        }
-        _sum[kind] = _sum.TryGetValue(kind, out var s) ? (s + _lastSq!).MoveToOuterDisposeScope() : _lastSq!.clone().MoveToOuterDisposeScope();
-    }
-
-    public float[] Finish(LinearKind kind, int nsamples) =>
-        (_sum[kind] / nsamples).to(ScalarType.Float32).data<float>().ToArray();
-}
-
-/// <summary>X of every block measured on the dense model in one pass over the calibration windows.</summary>
-public sealed class DenseX
-{
-    readonly Dictionary<(int, LinearKind), float[]> _x = new();
-
-    public float[] this[int layer, LinearKind kind] => _x[(layer, kind)];
-
-    public static DenseX Compute(LlamaModel model, CalibrationSet calib, IProgress<string>? progress = null)
-    {
-        var result = new DenseX();
-        using var _ = no_grad();
-        using var outer = NewDisposeScope();
-        using var range = Nvtx.Range("calibration");
-        var (cos, sin) = model.Rope(calib.Seqlen);
-        var inps = calib.Windows.Chunk(8).Select(c => model.EmbedTokens(tensor(c.SelectMany(w => w).ToArray(), [c.Length, calib.Seqlen]))).ToList();
-        for (int i = 0; i < model.Blocks.Count; i++)
-        {
-            progress?.Report($"calibration: block {i + 1}/{model.Blocks.Count}");
-            var stats = new XStats();
-            for (int c = 0; c < inps.Count; c++)
-            {
-                var next = model.BlockForward(i, inps[c], cos, sin, stats.Add);
-                inps[c].Dispose();
-                inps[c] = next;
-            }
-            foreach (var k in LinearKinds.All) result._x[(i, k)] = stats.Finish(k, calib.NSamples);
-        }
-        return result;
-    }
 }
 
 /// <summary>
@@ -78,12 +29,18 @@ public sealed class Pruner(IMetricBackend backend)
     float[] _scores = [];
     byte[] _prune = [];
     public double ScoreSeconds, MaskSeconds, ForwardSeconds;
-    const int Chunk = 8;   // calibration windows per block forward
 
-    /// <summary>Scores one weight (R, K) and zeroes the pruned entries in place. Returns the reason when the metric is invalid.</summary>
+    /// <summary>
+    /// Scores one weight (R, K) and zeroes the pruned entries in place (or, with <paramref name="obs"/>, hands the
+    /// mask to the OBS update). Returns the reason when the metric is invalid. The kernels read the weight's memory:
+    /// it must be a contiguous CPU float32 tensor (a block's <see cref="LlamaBlock.Float32"/> working copy;
+    /// <see cref="PruneBlock"/> copies from other devices).
+    /// </summary>
     public string? PruneLayer(Tensor weight, Tensor? g, float[]? x, Expr metric, PruneTarget target, string name,
         ObsHook? obs = null, LinearKind kind = default)
     {
+        RequireHostFloat32(weight, name);
+        if (g is not null) RequireHostFloat32(g, name + " G");
         int rows = (int)weight.shape[0], cols = (int)weight.shape[1], n = rows * cols;
         if (_scores.Length < n) { _scores = new float[n]; _prune = new byte[n]; }
         var w = MemoryMarshal.Cast<byte, float>(weight.bytes);
@@ -115,59 +72,87 @@ public sealed class Pruner(IMetricBackend backend)
         return null;
     }
 
-    /// <summary>The sequential protocol (Wanda / Pruner-Zero): X of each block measured on the already-pruned model.</summary>
+    static void RequireHostFloat32(Tensor t, string name)
+    {
+        if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32 || !t.is_contiguous())
+            throw new InvalidOperationException($"{name}: the scoring kernels need a contiguous CPU float32 tensor, got {t.dtype} on {t.device} (contiguous: {t.is_contiguous()})");
+    }
+
+    /// <summary>
+    /// Prunes the linears of one float32 working block in place (a <see cref="LlamaBlock.Float32"/> copy), G
+    /// read per layer; the caller writes the block back. Tensors on another device are copied to the host
+    /// for the kernels and back. Returns the reason when the metric is invalid.
+    /// </summary>
+    public string? PruneBlock(int layer, LlamaBlock working, GradientStats? g, Func<LinearKind, float[]?> x, Expr metric, PruneTarget target,
+        ObsHook? obs = null)
+    {
+        foreach (var k in LinearKinds.All)
+        {
+            using var scope = NewDisposeScope();
+            var w = working[k];
+            var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
+            var gk = g?[layer, k];
+            if (gk is not null && (gk.device_type != DeviceType.CPU || !gk.is_contiguous())) gk = gk.cpu().contiguous();
+            string name = $"model.layers.{layer}.{k.HfName()}";
+            string? invalid = null;
+            if (obs is { OwnMask: true })
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                obs.Prune(host, k, default, target, name);   // SparseGPT: the sweep chooses the mask
+                MaskSeconds += sw.Elapsed.TotalSeconds;
+            }
+            else invalid = PruneLayer(host, gk, x(k), metric, target, name, obs, k);
+            if (invalid != null) return invalid;
+            if (!ReferenceEquals(host, w)) w.copy_(host);
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The sequential protocol (Wanda / Pruner-Zero): X of each block measured on the already-pruned model.
+    /// Block by block: the block's weights in float32, X from the calibration hidden states, the block
+    /// pruned and written back in the model's dtype, then the hidden states advanced through the pruned
+    /// block. A metric without X needs no hidden states at all (the pruning is the same).
+    /// </summary>
     public PruneReport PruneSequential(LlamaModel model, CalibrationSet calib, GradientStats? g, Expr metric, PruneTarget target,
-        IProgress<string>? progress = null, ObsHook? obs = null)
+        IProgress<string>? progress = null, IProgress<BlockTiming>? timing = null, ObsHook? obs = null)
     {
         if (metric.UsesG && g is null) throw new ArgumentException("metric uses G but no gradients were given");
         ScoreSeconds = MaskSeconds = ForwardSeconds = 0;
         using var _ = no_grad();
-        using var outer = NewDisposeScope();
         var fw = System.Diagnostics.Stopwatch.StartNew();
         int nsamples = calib.NSamples;
-        var (cos, sin) = model.Rope(calib.Seqlen);
-        var inps = Chunks(nsamples).Select(r => model.EmbedTokens(tensor(calib.Windows[r].SelectMany(w => w).ToArray(), [r.End.Value - r.Start.Value, calib.Seqlen]))).ToList();
+        using var acts = metric.UsesX || obs != null ? new BlockActivations(model, calib) : null;
         ForwardSeconds += fw.Elapsed.TotalSeconds;
         string? invalid = null;
         for (int i = 0; i < model.Blocks.Count && invalid is null; i++)
         {
             progress?.Report($"pruning block {i + 1}/{model.Blocks.Count} with {(obs is { OwnMask: true } ? PruneMethod.SparseGptName : obs != null ? $"{metric} + obs" : metric)}");
+            double s0 = ScoreSeconds, m0 = MaskSeconds;
+            using var scope = NewDisposeScope();
+            var working = model.Blocks[i].Float32();
             fw.Restart();
-            var stats = new XStats();
-            // ---- OBS hook (SparseGpt.cs): the same forward gathers the Hessians of the block's linears ----
-            obs?.BeginBlock();
-            Action<LinearKind, Tensor> onInput = obs is null ? stats.Add : (k, t) => { if (metric.UsesX) stats.Add(k, t); obs.Add(k, t); };
+            XStats? stats = null;
             using (Nvtx.Range("calibration"))
-            if (metric.UsesX || obs != null)
-                foreach (var h in inps)
+                if (obs != null)
                 {
-                    using var scope = NewDisposeScope();
-                    model.BlockForward(i, h, cos, sin, onInput);
+                    // ---- OBS hook (SparseGpt.cs): the same forward gathers the Hessians of the block's linears ----
+                    obs.BeginBlock();
+                    var xs = metric.UsesX ? new XStats() : null;
+                    acts!.Observe(i, (k, t) => { xs?.Add(k, t); obs.Add(k, t); }, working);
+                    stats = xs;
                 }
-            ForwardSeconds += fw.Elapsed.TotalSeconds;
-            foreach (var k in LinearKinds.All)
-            {
-                string name = $"model.layers.{i}.{k.HfName()}";
-                if (obs is { OwnMask: true })
-                {
-                    var sw = System.Diagnostics.Stopwatch.StartNew();
-                    obs.Prune(model.Blocks[i][k], k, default, target, name);   // SparseGPT: the sweep chooses the mask
-                    MaskSeconds += sw.Elapsed.TotalSeconds;
-                    continue;
-                }
-                invalid = PruneLayer(model.Blocks[i][k], g?[i, k], metric.UsesX ? stats.Finish(k, nsamples) : null, metric, target,
-                    name, obs, k);
-                if (invalid != null) break;
-            }
+                else if (acts != null) stats = acts.ObserveX(i, working);
+            double observe = fw.Elapsed.TotalSeconds;
+            ForwardSeconds += observe;
+            using (stats)
+                invalid = PruneBlock(i, working, g, k => stats?.Finish(k, nsamples), metric, target, obs);
             if (invalid != null) break;
+            model.Blocks[i].WriteBack(working);
             fw.Restart();
-            for (int c = 0; c < inps.Count; c++)
-            {
-                var next = model.BlockForward(i, inps[c], cos, sin);
-                inps[c].Dispose();
-                inps[c] = next;
-            }
+            if (acts != null && i + 1 < model.Blocks.Count) acts.Advance(i, working);
             ForwardSeconds += fw.Elapsed.TotalSeconds;
+            timing?.Report(new BlockTiming(i, observe, ScoreSeconds - s0, MaskSeconds - m0, fw.Elapsed.TotalSeconds));
         }
         return new PruneReport(metric.ToString(), target, invalid is null, invalid, invalid is null ? Sparsity(model) : [],
             ScoreSeconds, MaskSeconds, ForwardSeconds);
@@ -185,18 +170,15 @@ public sealed class Pruner(IMetricBackend backend)
         using var _ = no_grad();
         string? invalid = null;
         for (int i = 0; i < model.Blocks.Count && invalid is null; i++)
-            foreach (var k in LinearKinds.All)
-            {
-                invalid = PruneLayer(model.Blocks[i][k], g?[i, k], metric.UsesX ? x[i, k] : null, metric, target, $"model.layers.{i}.{k.HfName()}");
-                if (invalid != null) break;
-            }
+        {
+            using var scope = NewDisposeScope();
+            var working = model.Blocks[i].Float32();
+            int layer = i;
+            invalid = PruneBlock(i, working, g, k => metric.UsesX ? x[layer, k] : null, metric, target);
+            if (invalid is null) model.Blocks[i].WriteBack(working);
+        }
         return new PruneReport(metric.ToString(), target, invalid is null, invalid, invalid is null ? Sparsity(model) : [],
             ScoreSeconds, MaskSeconds, ForwardSeconds);
-    }
-
-    static IEnumerable<Range> Chunks(int n)
-    {
-        for (int s = 0; s < n; s += Chunk) yield return s..Math.Min(n, s + Chunk);
     }
 
     /// <summary>Fraction of exact zeros per prunable layer, as Wanda's check_sparsity counts them.</summary>
@@ -206,8 +188,9 @@ public sealed class Pruner(IMetricBackend backend)
         for (int i = 0; i < model.Blocks.Count; i++)
             foreach (var k in LinearKinds.All)
             {
+                using var scope = NewDisposeScope();
                 var w = model.Blocks[i][k];
-                long zeros = w.eq(0).sum().item<long>();
+                long zeros = w.eq(0).sum().item<long>();   // the bool mask is weight-sized: freed per layer
                 list.Add(new LayerSparsity($"model.layers.{i}.{k.HfName()}", zeros, w.NumberOfElements));
             }
         return list;
