@@ -261,6 +261,7 @@ public sealed class ObsHook(bool ownMask) : IDisposable
         if (!_inv.TryGetValue(g, out var f))
         {
             f = SparseGpt.InverseFactor(_h[kind], name);
+            f.Hinv.DetachFromDisposeScope();   // the hook owns it across the group's linears (each pruned in its own scope)
             _h.Release(kind);
             _inv[g] = f;
         }
