@@ -104,14 +104,14 @@ public class ScaleTests
         var b = new Pruner(new CpuBackend()).PruneSequential(f32, calib, null, Metrics.Wanda, PruneTarget.Unstructured(0.5));
         Assert.Equal(b.Layers.Select(l => l.Zeros), a.Layers.Select(l => l.Zeros));
         foreach (var ((name, x), (_, y)) in held.NamedTensors().Zip(f32.NamedTensors()))
-            Assert.True(x.to(ScalarType.Float32).eq(y).all().item<bool>(), $"{name} differs");
+            Assert.True(x.to(ScalarType.Float32).equal(y).all().item<bool>(), $"{name} differs");
 
         string outDir = TestCheckpoints.TempDir("bf16out");
         Checkpoint.Save(held, outDir, dir, ScalarType.BFloat16);
         var (entries, _) = SafeTensors.ReadHeader(Path.Combine(outDir, "model.safetensors"));
         Assert.All(entries, e => Assert.Equal("BF16", e.DType));
         using var again = Checkpoint.Load(outDir, keepDtype: true);
-        foreach (var ((name, x), (_, y)) in held.NamedTensors().Zip(again.NamedTensors())) Assert.True(x.eq(y).all().item<bool>(), $"{name} differs after reload");
+        foreach (var ((name, x), (_, y)) in held.NamedTensors().Zip(again.NamedTensors())) Assert.True(x.equal(y).all().item<bool>(), $"{name} differs after reload");
 
         // Evaluation on the bf16-held model equals the float32 image's.
         var ids = tensor(calib.Windows[0], [1, calib.Seqlen]);
@@ -122,7 +122,7 @@ public class ScaleTests
         // Dense restore between metrics puts back the bf16 weights exactly.
         Checkpoint.RestoreLinears(held, dir);
         using var dense = Checkpoint.Load(dir, keepDtype: true);
-        foreach (var ((name, x), (_, y)) in held.NamedTensors().Zip(dense.NamedTensors())) Assert.True(x.eq(y).all().item<bool>(), $"{name} not restored");
+        foreach (var ((name, x), (_, y)) in held.NamedTensors().Zip(dense.NamedTensors())) Assert.True(x.equal(y).all().item<bool>(), $"{name} not restored");
     }
 
     [Fact]
@@ -138,7 +138,7 @@ public class ScaleTests
         Assert.True(File.Exists(Path.Combine(outDir, "model.safetensors.index.json")));
         Assert.True(Directory.GetFiles(outDir, "model-*-of-*.safetensors").Length > 2);
         using var again = Checkpoint.Load(outDir);
-        foreach (var ((name, x), (_, y)) in model.NamedTensors().Zip(again.NamedTensors())) Assert.True(x.eq(y).all().item<bool>(), name);
+        foreach (var ((name, x), (_, y)) in model.NamedTensors().Zip(again.NamedTensors())) Assert.True(x.equal(y).all().item<bool>(), name);
     }
 
     [Fact]
