@@ -20,4 +20,17 @@ public static class CliRunner
             Console.SetError(oldErr);
         }
     }
+
+    /// <summary>A user's mistake: exit 1 and exactly one "error:" line containing <paramref name="expected"/>, no stack trace, no internal failure.</summary>
+    public static string UserError(string expected, params string[] args)
+    {
+        var (exit, _, err) = Run(args);
+        var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error:")).ToList();
+        Assert.True(exit == 1, $"exit {exit}: {err}");
+        Assert.Single(lines);
+        Assert.Contains(expected, lines[0]);
+        Assert.DoesNotContain("internal failure", err);
+        Assert.DoesNotContain("   at ", err);
+        return err;
+    }
 }
