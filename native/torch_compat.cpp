@@ -51,7 +51,7 @@ extern "C" __attribute__((visibility("default"))) void THSTorch_dispose_scalar(v
   for (void* p : expired) ::operator delete(p);
 }
 
-// For the test that proves the deferral is in place (tests/PrunerZero.Runtime.Tests/TorchSharpScalarRaceTests.cs).
+// For the test that proves the deferral is in place (TorchScalarLifetimeTests in tests/PrunerZero.Runtime.Tests/TorchLoadTests.cs).
 extern "C" __attribute__((visibility("default"))) long pz_deferred_scalars(void) {
   std::lock_guard<std::mutex> guard(deferred_lock);
   return static_cast<long>(current_generation.size() + previous_generation.size());

@@ -138,40 +138,41 @@ int main(int argc, char** argv) {
   }
   if (renamed + renamed_before == 0) return fail(lib, "no THSTorch_dispose_scalar export to redirect (another TorchSharp version?)");
 
-  // 1. The symbol's version index -> global.
-  int cleared = 0;
-  for (size_t i = 0; needs_glibcxx_fix && i < nsyms; i++) {
-    if (syms[i].st_name < dynstr_size && strcmp(dynstr + syms[i].st_name, SYMBOL) == 0) {
-      vers[i] = VER_NDX_GLOBAL;
-      cleared++;
-    }
-  }
-
-  // 2. The version requirement -> weak.
-  int weakened = 0;
-  unsigned char* vp = base + verneed->sh_offset;
-  while (needs_glibcxx_fix) {
-    Elf64_Verneed* vn = (Elf64_Verneed*)vp;
-    unsigned char* ap = vp + vn->vn_aux;
-    for (int j = 0; j < vn->vn_cnt; j++) {
-      Elf64_Vernaux* va = (Elf64_Vernaux*)ap;
-      if (va->vna_name < dynstr_size && strcmp(dynstr + va->vna_name, VERSION) == 0) {
-        va->vna_flags |= VER_FLG_WEAK;
-        weakened++;
+  int cleared = 0, weakened = 0;
+  if (needs_glibcxx_fix) {
+    // 1. The symbol's version index -> global.
+    for (size_t i = 0; i < nsyms; i++) {
+      if (syms[i].st_name < dynstr_size && strcmp(dynstr + syms[i].st_name, SYMBOL) == 0) {
+        vers[i] = VER_NDX_GLOBAL;
+        cleared++;
       }
-      if (va->vna_next == 0) break;
-      ap += va->vna_next;
     }
-    if (vn->vn_next == 0) break;
-    vp += vn->vn_next;
+
+    // 2. The version requirement -> weak.
+    unsigned char* vp = base + verneed->sh_offset;
+    for (;;) {
+      Elf64_Verneed* vn = (Elf64_Verneed*)vp;
+      unsigned char* ap = vp + vn->vn_aux;
+      for (int j = 0; j < vn->vn_cnt; j++) {
+        Elf64_Vernaux* va = (Elf64_Vernaux*)ap;
+        if (va->vna_name < dynstr_size && strcmp(dynstr + va->vna_name, VERSION) == 0) {
+          va->vna_flags |= VER_FLG_WEAK;
+          weakened++;
+        }
+        if (va->vna_next == 0) break;
+        ap += va->vna_next;
+      }
+      if (vn->vn_next == 0) break;
+      vp += vn->vn_next;
+    }
   }
 
   msync(base, size, MS_SYNC);
   munmap(base, size);
   close(fd);
-  printf("pz_torchsharp_patch: %s: %s; scalar dispose %s; %d symbol version(s) cleared, %d requirement(s) made weak%s\n", lib,
+  printf("pz_torchsharp_patch: %s: %s; scalar dispose %s; %d symbol version(s) cleared, %d %s requirement(s) made weak%s\n", lib,
          already ? "compat library already needed" : "compat library added as DT_NEEDED",
-         renamed ? "redirected" : "already redirected", cleared, weakened,
-         needs_glibcxx_fix ? "" : " (system libstdc++ has " "GLIBCXX_3.4.32" ")");
+         renamed ? "redirected" : "already redirected", cleared, weakened, VERSION,
+         needs_glibcxx_fix ? "" : " (the system libstdc++ has it)");
   return 0;
 }
