@@ -123,18 +123,18 @@ public sealed class GradientStats : IDisposable
                         mids[j] = model.AttentionHalf(w, inputs[i][j], cos, sin).DetachFromDisposeScope();
                     }
                 }
-                Half(i, block, [LinearKind.Gate, LinearKind.Up, LinearKind.Down], mids, (w, x) => model.MlpHalf(w, x));
+                Half(i, block, attention: false, [LinearKind.Gate, LinearKind.Up, LinearKind.Down], mids, (w, x) => model.MlpHalf(w, x));
                 foreach (var m in mids) m.Dispose();
-                Half(i, block, [LinearKind.Q, LinearKind.K, LinearKind.V, LinearKind.O], inputs[i], (w, x) => model.AttentionHalf(w, x, cos!, sin!));
+                Half(i, block, attention: true, [LinearKind.Q, LinearKind.K, LinearKind.V, LinearKind.O], inputs[i], (w, x) => model.AttentionHalf(w, x, cos!, sin!));
                 foreach (var t in inputs[i]) t.Dispose();
                 inputs[i] = [];
             }
 
             // One half-block: per window, recompute with gradients on its linears, accumulate (100 g)², pass ∂L/∂input down.
-            void Half(int layer, LlamaBlock block, LinearKind[] kinds, Tensor[] xs, Func<LlamaBlock, Tensor, Tensor> forward)
+            void Half(int layer, LlamaBlock block, bool attention, LinearKind[] kinds, Tensor[] xs, Func<LlamaBlock, Tensor, Tensor> forward)
             {
                 using var scope = NewDisposeScope();
-                var w = block.Float32Copy();
+                var w = block.Float32Copy(attention);
                 foreach (var k in kinds) w[k].requires_grad_(true);
                 var acc = kinds.ToDictionary(k => k, k => zeros_like(w[k]));
                 for (int j = 0; j < n; j++)
@@ -146,7 +146,7 @@ public sealed class GradientStats : IDisposable
                     using (no_grad())
                         foreach (var k in kinds)
                         {
-                            acc[k].add_((w[k].grad! * Scale).square());
+                            acc[k].addcmul_(w[k].grad!, w[k].grad!, Scale * Scale);   // (100 g)², no weight-sized temporaries
                             w[k].grad!.zero_();
                         }
                     var down = x.grad!.detach().clone().DetachFromDisposeScope();
