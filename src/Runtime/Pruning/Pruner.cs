@@ -88,6 +88,14 @@ public sealed class Pruner(IMetricBackend backend)
         return null;
     }
 
+    /// <summary>The weight and its G as contiguous host tensors for the kernels (copies, in the caller's scope, when they are elsewhere).</summary>
+    static (Tensor W, Tensor? G) OnHost(Tensor w, Tensor? g)
+    {
+        var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
+        if (g is not null && (g.device_type != DeviceType.CPU || !g.is_contiguous())) g = g.cpu().contiguous();
+        return (host, g);
+    }
+
     static void RequireHostFloat32(Tensor t, string name)
     {
         if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32 || !t.is_contiguous())
@@ -106,9 +114,7 @@ public sealed class Pruner(IMetricBackend backend)
         {
             using var scope = NewDisposeScope();
             var w = working[k];
-            var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
-            var gk = g?[layer, k];
-            if (gk is not null && (gk.device_type != DeviceType.CPU || !gk.is_contiguous())) gk = gk.cpu().contiguous();
+            var (host, gk) = OnHost(w, g?[layer, k]);
             string name = $"model.layers.{layer}.{k.HfName()}";
             string? invalid = null;
             if (obs is { OwnMask: true })
@@ -217,10 +223,7 @@ public sealed class Pruner(IMetricBackend backend)
             foreach (var k in LinearKinds.All)
             {
                 using var inner = NewDisposeScope();
-                var w = working[k];
-                var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
-                var gk = g?[i, k];
-                if (gk is not null && (gk.device_type != DeviceType.CPU || !gk.is_contiguous())) gk = gk.cpu().contiguous();
+                var (host, gk) = OnHost(working[k], g?[i, k]);
                 string name = $"model.layers.{i}.{k.HfName()}";
                 if (Select(host, gk, metric.UsesX ? x![i, k] : null, metric, target, name) != null) return null;
                 int rows = (int)host.shape[0], cols = (int)host.shape[1], n = rows * cols;
