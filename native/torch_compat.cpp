@@ -1,5 +1,5 @@
-// libpz_torch_compat.so: two fixes for TorchSharp 0.107's native library, loaded as its DT_NEEDED
-// (added by pz_torchsharp_patch).
+// libpz_torch_compat.so: three fixes for TorchSharp 0.107's native library, loaded as its DT_NEEDED
+// (added by pz_torchsharp_patch), so they are in place before libtorch allocates anything.
 //
 // 1. std::ios_base_library_init() for libstdc++ older than GCC 13.
 //    LibTorchSharp was built with GCC >= 13, whose <iostream> no longer constructs a static
@@ -34,6 +34,10 @@ std::chrono::steady_clock::time_point generation_start = std::chrono::steady_clo
 
 namespace std {
 __attribute__((visibility("default"))) void ios_base_library_init() {}
+}
+
+__attribute__((constructor)) static void fix_mmap_threshold() {
+  if (getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
 extern "C" __attribute__((visibility("default"))) void THSTorch_dispose_scalar(void* scalar) {

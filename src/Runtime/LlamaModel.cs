@@ -81,19 +81,14 @@ public sealed class LlamaBlock : IDisposable
     }
 
     /// <summary>
-    /// Fresh float32 copies (new leaf tensors, for gradients on the weights) of one half's tensors: the attention
-    /// half's (InputNorm, Q, K, V, O) or the MLP half's (PostNorm, Gate, Up, Down); the other half's are left as
-    /// they are (not to be used), so a 7B block's G pass holds one half in float32, not the whole block.
+    /// Fresh float32 copies (new leaf tensors, for gradients on the weights) of the attention half's tensors
+    /// (InputNorm, Q, K, V, O); the MLP half's are left as they are (not to be used), so the G pass holds one
+    /// half in float32, not the whole block.
     /// </summary>
-    public LlamaBlock Float32Copy(bool attention)
+    public LlamaBlock AttentionFloat32Copy()
     {
         static Tensor C(Tensor t) => t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32);
-        Tensor A(Tensor t, bool mine) => mine ? C(t) : t;
-        return new()
-        {
-            InputNorm = A(InputNorm, attention), Q = A(Q, attention), K = A(K, attention), V = A(V, attention), O = A(O, attention),
-            PostNorm = A(PostNorm, !attention), Gate = A(Gate, !attention), Up = A(Up, !attention), Down = A(Down, !attention),
-        };
+        return new() { InputNorm = C(InputNorm), Q = C(Q), K = C(K), V = C(V), O = C(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down };
     }
 
     /// <summary>Writes the linears of a <see cref="Float32"/> working block back in this block's dtype (pruned zeros stay exact zeros).</summary>

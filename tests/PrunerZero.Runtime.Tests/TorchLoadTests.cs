@@ -59,3 +59,32 @@ public class TorchScalarLifetimeTests
         }
     }
 }
+
+/// <summary>The compat library fixes glibc's mmap threshold at 1 MiB when TorchSharp loads (native/torch_compat.cpp, 3).</summary>
+public class MallocThresholdTests
+{
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc")] static extern nint Malloc(nuint size);
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "free")] static extern void Free(nint p);
+
+    /// <summary>glibc's chunk header: the size word just before the pointer, bit 1 = IS_MMAPPED.</summary>
+    static unsafe bool Mmapped(nint p) => (((nuint*)p)[-1] & 2) != 0;
+
+    [Fact]
+    public void BlocksAboveOneMibAreMappedEvenAfterALargerOneIsFreed()
+    {
+        Assert.Null(Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_"));
+        using (var t = ones(4)) Assert.Equal(4f, t.sum().item<float>());   // TorchSharp (and so the compat library) loaded
+        // With glibc's dynamic threshold, freeing a mapped 8 MiB block raises the threshold to 8 MiB and the
+        // 4 MiB block after it comes from the heap, where freed memory stays with the process.
+        nint big = Malloc(8 << 20);
+        Assert.True(Mmapped(big));
+        Free(big);
+        nint next = Malloc(4 << 20), small = Malloc(512 << 10);
+        try
+        {
+            Assert.True(Mmapped(next), "a 4 MiB block came from the heap: the mmap threshold is not fixed at 1 MiB");
+            Assert.False(Mmapped(small), "a 512 KiB block was mapped: the threshold is below 1 MiB");
+        }
+        finally { Free(next); Free(small); }
+    }
+}
