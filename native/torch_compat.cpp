@@ -18,6 +18,15 @@
 //    older than one second is deleted on a later dispose, long after any op that was given the handle has
 //    read it (ops read their scalar arguments when they start). TorchSharp only makes numeric scalars,
 //    whose destructor has nothing to release, so freeing the storage is all `delete` did.
+//
+// 3. glibc's mmap threshold fixed at 1 MiB.
+//    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
+//    which tensors of up to 32 MiB come from the heap arenas, where freed memory stays with the process: on a
+//    LLaMA-7B-shaped model the G pass kept about 1 GB more resident than it used. Fixed at 1 MiB, every
+//    tensor above that is its own mapping, returned to the system when freed, at no measured cost in speed.
+//    A MALLOC_MMAP_THRESHOLD_ set by the user wins.
+#include <malloc.h>
+#include <stdlib.h>
 #include <chrono>
 #include <ios>
 #include <mutex>
