@@ -190,7 +190,7 @@ public sealed record TensorSpec(string Name, string DType, long[] Shape)
 /// <summary>
 /// A safetensors file written without holding its tensors: the header is laid out from the specs first
 /// (data 8-byte aligned, as the reference writer does), then each tensor is written at its offset, in any
-/// order; <see cref="Complete"/> checks that every tensor was written and moves the .tmp file into place.
+/// order; <see cref="Complete"/> checks that every tensor was written and moves the writer's own .tmp file into place.
 /// </summary>
 public sealed class SafeTensorsWriter : IDisposable
 {
@@ -200,6 +200,7 @@ public sealed class SafeTensorsWriter : IDisposable
     readonly HashSet<string> _written = new();
     readonly long _dataStart;
     bool _done;
+    static int s_writers;
 
     public SafeTensorsWriter(string path, IReadOnlyList<TensorSpec> specs, IDictionary<string, string>? metadata = null)
     {
@@ -225,7 +226,9 @@ public sealed class SafeTensorsWriter : IDisposable
         Array.Fill(headerBytes, (byte)' ');
         json.CopyTo(headerBytes, 0);
         _path = path;
-        _tmp = path + ".tmp";
+        // A temporary name of its own: two processes filling the same cache entry (two searches, or cluster workers
+        // on one machine) each write their own file, and the last rename wins (same content, atomic replace).
+        _tmp = $"{path}.{Environment.ProcessId}.{Interlocked.Increment(ref s_writers)}.tmp";
         _fs = new FileStream(_tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         _fs.Write(BitConverter.GetBytes((ulong)padded));
         _fs.Write(headerBytes);

@@ -186,3 +186,24 @@ public class ScaleTests
         Assert.Contains("weights alone", e2.Message);
     }
 }
+
+/// <summary>Two writers of the same file (two processes filling one G cache entry) do not collide.</summary>
+public class SafeTensorsWriterTests
+{
+    [Fact]
+    public void TwoWritersOfOnePathEachCompleteAndTheLastRenameWins()
+    {
+        string path = Path.Combine(TestCheckpoints.TempDir("stw"), "g.safetensors");
+        var specs = new List<TensorSpec> { new("w", "F32", [2, 3]) };
+        using var a = new SafeTensorsWriter(path, specs);
+        using var b = new SafeTensorsWriter(path, specs);   // opened while a's file is still being written
+        using (var one = ones(2, 3)) a.Write("w", one);
+        using (var two = full(2, 3, 2f)) b.Write("w", two);
+        a.Complete();
+        b.Complete();
+        var (entries, start) = SafeTensors.ReadHeader(path);
+        using var got = SafeTensors.Read(entries.Single(), start);
+        Assert.Equal(Enumerable.Repeat(2f, 6), TestCheckpoints.Floats(got));
+        Assert.Equal(["g.safetensors"], Directory.GetFiles(Path.GetDirectoryName(path)!).Select(Path.GetFileName));
+    }
+}
