@@ -97,11 +97,11 @@ public static class StatsCommand
         sb.Append(CultureInfo.InvariantCulture, $"X profile per linear: {header}\n");
         sb.Append("  X = scaler_row: ").Append(Definitions["scaler_row"]).Append("\n  max/med: ").Append(Definitions["max_over_median"])
           .Append("\n  kurtosis: excess kurtosis ").Append(Definitions["excess_kurtosis"]).Append("\n  top: ").Append(Definitions["top"]).Append('\n');
-        sb.Append($"{"block",5}  {"linear",-6} {"columns",7} {"max/med",10} {"kurtosis",10}  top channels (share)\n");
+        sb.Append($"{"block",5}  {"linear",-6} {"columns",7} {"max/med",10} {"kurtosis",10}  top channels (share of the scaler_row sum)\n");
         foreach (var b in r.Blocks)
             foreach (var l in b.Linears)
                 sb.Append(CultureInfo.InvariantCulture,
-                    $"{b.Layer,5}  {Name(l.Kind),-6} {l.Columns,7} {F(l.MaxOverMedian, "0.00"),10} {F(l.ExcessKurtosis, "0.00"),10}  {string.Join(", ", l.Top.Select(t => $"{t.Channel} ({F(t.Share, "0.000")})"))}\n");
+                    $"{b.Layer,5}  {Name(l.Kind),-6} {l.Columns,7} {F(l.MaxOverMedian, "0.00"),10} {F(l.ExcessKurtosis, "0.00"),10}  {string.Join(", ", l.Top.Select(t => $"{t.Channel} ({F(100 * t.Share, "0.00")}%)"))}\n");
         sb.Append(CultureInfo.InvariantCulture, $"\nFirst-token norms of each block's output (residual stream): {header}\n");
         sb.Append("  ratio: ").Append(Definitions["first_token_ratio"]).Append("\n  max |h|: ").Append(Definitions["max_abs"]).Append('\n');
         sb.Append($"{"block",5} {"norm pos 0",12} {"median other",12} {"ratio",8} {"max |h|",10} {"channel",7} {"position",8}\n");
