@@ -33,6 +33,8 @@ public sealed record SearchOptions
     public int ReportTop { get; init; } = 10;
     /// <summary>Evaluate magnitude, wanda and pruner-zero through the same fitness at the end.</summary>
     public bool Baselines { get; init; } = true;
+    /// <summary>A second model: the leaders and baselines are evaluated on it at the end (<see cref="TransferRun"/>); not part of the run's identity.</summary>
+    public TransferTarget? Transfer { get; init; }
 
     internal void Validate()
     {
@@ -78,4 +80,6 @@ public sealed record SearchReport(
 {
     /// <summary>Which cluster worker evaluated what (empty for a single-process run).</summary>
     public IReadOnlyList<WorkerAssignment> Workers { get; init; } = [];
+    /// <summary>The leaders and baselines on the transfer model; null without one.</summary>
+    public TransferReport? Transfer { get; init; }
 }

@@ -318,12 +318,14 @@ public static class SearchRun
                 }
             }
 
+            var transfer = o.Transfer is null ? null : TransferRun.Run(o.Transfer, top, baselines, store, progress, ct);
+
             // Best: the leader that holds up on the full split; screen fitness decides ties and the no-full case.
             CandidateResult? best = top.Where(c => c.Full is { Valid: true } f && double.IsFinite(f.Perplexity))
                                        .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
             var population = _pop.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
             var report = new SearchReport(top, best, baselines, population, _history, _fitnessCalls, _evaluations, _duplicates,
-                                          new Dictionary<string, string>()) { Workers = store.LoadWorkers() };
+                                          new Dictionary<string, string>()) { Workers = store.LoadWorkers(), Transfer = transfer };
             var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
             if (best is not null)
                 progress?.Report($"best {best.Expr}  screen {best.Screen.Perplexity:0.###}  full {best.Full?.Perplexity:0.###}");
