@@ -1,14 +1,19 @@
-// pz_torchsharp_patch: makes a copy of libLibTorchSharp.so load on libstdc++ < GCC 13 (Debian 12).
+// pz_torchsharp_patch: fixes a copy of libLibTorchSharp.so (TorchSharp 0.107) with libpz_torch_compat.so.
 //
 // usage: pz_torchsharp_patch LIB COMPAT_SONAME
 //   Patches LIB in place (the build runs it on the copy in the output folder, never on the NuGet cache).
-//   Exit 0 when patched, already patched, or not needed (the system libstdc++ has GLIBCXX_3.4.32).
+//   Exit 0 when patched or already patched.
 //
-// The library needs GLIBCXX_3.4.32 for one symbol only, std::ios_base_library_init(). Three edits,
-// the same as `patchelf --clear-symbol-version`, marking the version weak, and `patchelf --add-needed`:
+// Always:
+//  3. a DT_NEEDED on COMPAT_SONAME (our libpz_torch_compat.so, native/torch_compat.cpp) is added;
+//  4. the library's export THSTorch_dispose_scalar is renamed (first letter T -> _), so TorchSharp's P/Invoke
+//     of that name resolves to the compat library's deferred dispose (see torch_compat.cpp: a finalizer
+//     could free a Scalar while an op reads it).
+// Only when the system libstdc++ lacks GLIBCXX_3.4.32 (Debian 12): the library needs that version for one
+// symbol only, std::ios_base_library_init(), which the compat library defines. The same as
+// `patchelf --clear-symbol-version` and marking the version weak:
 //  1. the symbol's .gnu.version entry becomes VER_NDX_GLOBAL, so it binds to any definition;
-//  2. the GLIBCXX_3.4.32 entry of .gnu.version_r gets VER_FLG_WEAK, so its absence is not fatal;
-//  3. a DT_NEEDED on COMPAT_SONAME (our libpz_stdcxx_compat.so, which defines the symbol) is added.
+//  2. the GLIBCXX_3.4.32 entry of .gnu.version_r gets VER_FLG_WEAK, so its absence is not fatal.
 // patchelf would grow the file to add (3); we avoid that dependency by reusing two things the library
 // carries spare: the DT_SYMBOLIC entry (redundant when DT_FLAGS has DF_SYMBOLIC, which glibc treats the
 // same) and the tail of the DT_RUNPATH string (build-machine paths after "$ORIGIN/"). If either is
@@ -27,6 +32,9 @@
 
 static const char* SYMBOL = "_ZSt21ios_base_library_initv";
 static const char* VERSION = "GLIBCXX_3.4.32";
+static const char* SCALAR_DISPOSE = "THSTorch_dispose_scalar";
+// An earlier build's compat library name; a copy patched with it is renamed in place (it is longer).
+static const char* OLD_COMPAT = "libpz_stdcxx_compat.so";
 
 static int fail(const char* lib, const char* what) {
   fprintf(stderr, "pz_torchsharp_patch: %s: %s\n", lib, what);
@@ -48,10 +56,7 @@ int main(int argc, char** argv) {
   }
   const char* lib = argv[1];
   const char* compat = argv[2];
-  if (system_has_version()) {
-    printf("pz_torchsharp_patch: system libstdc++ has %s; %s left as it is\n", VERSION, lib);
-    return 0;
-  }
+  int needs_glibcxx_fix = !system_has_version();
 
   int fd = open(lib, O_RDWR);
   if (fd < 0) return fail(lib, strerror(errno));
@@ -91,6 +96,13 @@ int main(int argc, char** argv) {
     if (dyn[i].d_tag == DT_RUNPATH || dyn[i].d_tag == DT_RPATH) runpath = &dyn[i];
     if (dyn[i].d_tag == DT_NEEDED && dyn[i].d_un.d_val < dynstr_size && strcmp(dynstr + dyn[i].d_un.d_val, compat) == 0)
       already = 1;
+    if (dyn[i].d_tag == DT_NEEDED && dyn[i].d_un.d_val < dynstr_size && strcmp(dynstr + dyn[i].d_un.d_val, OLD_COMPAT) == 0) {
+      if (strlen(compat) > strlen(OLD_COMPAT)) return fail(lib, "patched for an older compat library whose name is too short to reuse; delete the output folder and rebuild");
+      char* name = dynstr + dyn[i].d_un.d_val;
+      memset(name, 0, strlen(OLD_COMPAT));
+      memcpy(name, compat, strlen(compat));
+      already = 1;
+    }
   }
   if (!already) {
     if (symbolic == NULL || !df_symbolic) return fail(lib, "no spare dynamic entry (expected DT_SYMBOLIC beside DF_SYMBOLIC)");
@@ -107,41 +119,60 @@ int main(int argc, char** argv) {
     symbolic->d_un.d_val = runpath->d_un.d_val + keep + 1;
   }
 
-  // 1. The symbol's version index -> global.
   Elf64_Sym* syms = (Elf64_Sym*)(base + dynsym->sh_offset);
   Elf64_Half* vers = (Elf64_Half*)(base + versym->sh_offset);
   size_t nsyms = dynsym->sh_size / sizeof(Elf64_Sym);
-  int cleared = 0;
-  for (size_t i = 0; i < nsyms; i++) {
-    if (syms[i].st_name < dynstr_size && strcmp(dynstr + syms[i].st_name, SYMBOL) == 0) {
-      vers[i] = VER_NDX_GLOBAL;
-      cleared++;
-    }
-  }
 
-  // 2. The version requirement -> weak.
-  int weakened = 0;
-  unsigned char* vp = base + verneed->sh_offset;
-  for (;;) {
-    Elf64_Verneed* vn = (Elf64_Verneed*)vp;
-    unsigned char* ap = vp + vn->vn_aux;
-    for (int j = 0; j < vn->vn_cnt; j++) {
-      Elf64_Vernaux* va = (Elf64_Vernaux*)ap;
-      if (va->vna_name < dynstr_size && strcmp(dynstr + va->vna_name, VERSION) == 0) {
-        va->vna_flags |= VER_FLG_WEAK;
-        weakened++;
+  // 4. Rename the library's own scalar dispose. Its first byte must follow a NUL: a longer name that ends
+  // with this one would share the bytes (string-table suffix merging) and be renamed too.
+  int renamed = 0, renamed_before = 0;
+  for (size_t i = 0; i < nsyms; i++) {
+    if (syms[i].st_name == 0 || syms[i].st_name >= dynstr_size) continue;
+    char* name = dynstr + syms[i].st_name;
+    if (strcmp(name + 1, SCALAR_DISPOSE + 1) != 0) continue;
+    if (name[0] == '_') { renamed_before++; continue; }
+    if (name[0] != 'T') continue;
+    if (name[-1] != '\0') return fail(lib, "THSTorch_dispose_scalar shares its name's bytes with another symbol");
+    name[0] = '_';
+    renamed++;
+  }
+  if (renamed + renamed_before == 0) return fail(lib, "no THSTorch_dispose_scalar export to redirect (another TorchSharp version?)");
+
+  int cleared = 0, weakened = 0;
+  if (needs_glibcxx_fix) {
+    // 1. The symbol's version index -> global.
+    for (size_t i = 0; i < nsyms; i++) {
+      if (syms[i].st_name < dynstr_size && strcmp(dynstr + syms[i].st_name, SYMBOL) == 0) {
+        vers[i] = VER_NDX_GLOBAL;
+        cleared++;
       }
-      if (va->vna_next == 0) break;
-      ap += va->vna_next;
     }
-    if (vn->vn_next == 0) break;
-    vp += vn->vn_next;
+
+    // 2. The version requirement -> weak.
+    unsigned char* vp = base + verneed->sh_offset;
+    for (;;) {
+      Elf64_Verneed* vn = (Elf64_Verneed*)vp;
+      unsigned char* ap = vp + vn->vn_aux;
+      for (int j = 0; j < vn->vn_cnt; j++) {
+        Elf64_Vernaux* va = (Elf64_Vernaux*)ap;
+        if (va->vna_name < dynstr_size && strcmp(dynstr + va->vna_name, VERSION) == 0) {
+          va->vna_flags |= VER_FLG_WEAK;
+          weakened++;
+        }
+        if (va->vna_next == 0) break;
+        ap += va->vna_next;
+      }
+      if (vn->vn_next == 0) break;
+      vp += vn->vn_next;
+    }
   }
 
   msync(base, size, MS_SYNC);
   munmap(base, size);
   close(fd);
-  printf("pz_torchsharp_patch: %s: %s; %d symbol version(s) cleared, %d requirement(s) made weak\n", lib,
-         already ? "compat library already needed" : "compat library added as DT_NEEDED", cleared, weakened);
+  printf("pz_torchsharp_patch: %s: %s; scalar dispose %s; %d symbol version(s) cleared, %d %s requirement(s) made weak%s\n", lib,
+         already ? "compat library already needed" : "compat library added as DT_NEEDED",
+         renamed ? "redirected" : "already redirected", cleared, weakened, VERSION,
+         needs_glibcxx_fix ? "" : " (the system libstdc++ has it)");
   return 0;
 }

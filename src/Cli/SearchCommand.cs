@@ -45,9 +45,18 @@ public sealed class SearchOptionsCli : PruneOptionsBase
 /// then WikiText-2 perplexity: on evenly spaced screen windows, or on the full test split for leaders.
 /// One model in memory, so evaluations run one at a time (LibTorch already uses every core in the forward).
 /// </summary>
-public sealed class PruningFitness(PruneSession session, PruneTarget target, IMetricBackend backend, int screenWindows, int batch = 1) : IFitness
+public sealed class PruningFitness(PruneSession session, PruneTarget target, IMetricBackend backend, int screenWindows, int batch = 1)
+    : IFitness, IMaskFingerprint
 {
     readonly Lock _lock = new();
+
+    public string FingerprintMethod => $"SHA-256 of the packed prune bits of every linear, screen protocol, {target}";
+
+    /// <summary>The masks Screen would apply, hashed: scores and selection on the dense model, no forward pass.</summary>
+    public string? MaskFingerprint(Expr metric, CancellationToken ct)
+    {
+        lock (_lock) return session.MaskFingerprint(metric, target, backend);
+    }
 
     public string Protocol =>
         $"{session.Protocol(target)} pruning=one-shot(dense X, G) screen_windows={screenWindows}(spread) full=all windows";
@@ -125,7 +134,7 @@ public static class SearchCommand
             Console.WriteLine($"{"base",4}  {b.Screen.Perplexity,10:0.000}  {b.Full.Perplexity,10:0.000}  {b.Name} = {b.Expr}");
         if (report.Best is { } best) Console.WriteLine($"best: {best.Expr}  (full perplexity {best.Full?.Perplexity:0.000})");
         if (report.Transfer is { } tr) Transfer.Print(tr);
-        Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}");
+        Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}, same mask {report.SameMask}");
         if (fitness is Cluster.ClusterFitness cf) Console.WriteLine(cf.Rates());
         foreach (var (kind, path) in report.Files) Console.WriteLine($"{kind}: {path}");
         return 0;

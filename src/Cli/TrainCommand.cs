@@ -28,6 +28,15 @@ public sealed class TrainOptionsCli
     [Option("data", Separator = ',', HelpText = "Training text files (default: WikiText-2 valid + the C4 sample; never the test split).")]
     public IEnumerable<string>? Data { get; set; }
 
+    [Option("lr", HelpText = "Peak learning rate of the warm-up + cosine schedule (default: the preset's).")]
+    public double? Lr { get; set; }
+
+    [Option("bos-first", HelpText = "Open every training sequence with BOS (the default draws plain windows of the token stream, BOS only at document starts).")]
+    public bool BosFirst { get; set; }
+
+    [Option("snapshot-every", HelpText = "Also save a loadable model every N steps under OUT/snapshots/step-NNNNNN (to follow how outliers grow).")]
+    public int? SnapshotEvery { get; set; }
+
     [Option("no-eval", HelpText = "Skip the closing WikiText-2 test evaluation and model card.")]
     public bool NoEval { get; set; }
 }
@@ -47,7 +56,7 @@ public static class TrainCommand
         LlamaTrainer.Train(new TrainOptions
         {
             OutDir = o.Out, TrainFiles = files, Preset = o.Config, Seed = o.Seed, Steps = o.Steps, Minutes = o.Minutes,
-            Resume = o.Resume,
+            Resume = o.Resume, LearningRate = o.Lr, BosFirst = o.BosFirst, SnapshotEvery = o.SnapshotEvery,
         }, progress, new ProgressAwareWriter(progress, Console.Error));
         progress.Done();
         if (!o.NoEval && File.Exists(Path.Combine(o.Out, "training.json")))

@@ -80,11 +80,15 @@ public sealed class LlamaBlock : IDisposable
         };
     }
 
-    /// <summary>A float32 copy of the block that shares no storage with it (for autograd leaves), in the current dispose scope.</summary>
-    public LlamaBlock Float32Copy()
+    /// <summary>
+    /// Fresh float32 copies (new leaf tensors, for gradients on the weights) of the attention half's tensors
+    /// (InputNorm, Q, K, V, O); the MLP half's are left as they are (not to be used), so the G pass holds one
+    /// half in float32, not the whole block.
+    /// </summary>
+    public LlamaBlock AttentionFloat32Copy()
     {
         static Tensor C(Tensor t) => t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32);
-        return new() { InputNorm = C(InputNorm), Q = C(Q), K = C(K), V = C(V), O = C(O), PostNorm = C(PostNorm), Gate = C(Gate), Up = C(Up), Down = C(Down) };
+        return new() { InputNorm = C(InputNorm), Q = C(Q), K = C(K), V = C(V), O = C(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down };
     }
 
     /// <summary>Writes the linears of a <see cref="Float32"/> working block back in this block's dtype (pruned zeros stay exact zeros).</summary>

@@ -28,7 +28,7 @@ public sealed record MemoryPlan(long Weights, long Block, long Calibration, long
         // Evaluation: one window, one block in float32, the head in float32 slices, logits and log-softmax.
         long eval = 4 * blockParams + perWindow + 4L * LlamaModel.HeadSlice * C + 3 * 4L * seqlen * V;
         return new MemoryPlan(weightBytes, 4 * blockParams, BlockActivations.Bytes(c, nsamples, seqlen), chunk * perWindow, eval,
-            GradientStats.ComputeBytes(c, nsamples, seqlen) + 4L * V * C, RuntimeBytes);
+            GradientStats.ComputeBytes(c, nsamples, seqlen), RuntimeBytes);
     }
 
     public string Describe(bool withG) =>

@@ -22,6 +22,19 @@ public interface IFitness
     int MaxParallelism { get; }
 }
 
+/// <summary>
+/// Optional, next to <see cref="IFitness"/>: a cheap fingerprint of the pruning masks a metric makes under the
+/// screen protocol (scores and per-row selection only, no forward pass). Two metrics with the same fingerprint
+/// prune the same weights, so the search gives the second the first one's fitness without evaluating it.
+/// Null when the metric is invalid (it is then evaluated, and fails, as usual). Safe to call concurrently.
+/// </summary>
+public interface IMaskFingerprint
+{
+    /// <summary>How fingerprints are made, e.g. "sha256 of packed prune bits, every linear in block/kind order".</summary>
+    string FingerprintMethod { get; }
+    string? MaskFingerprint(Expr metric, CancellationToken ct);
+}
+
 /// <summary>Outcome of one evaluation. Perplexity is meaningful only when Valid.</summary>
 public sealed record FitnessResult(bool Valid, double Perplexity, string? InvalidReason, double Seconds)
 {

@@ -1,7 +1,7 @@
 // Files a user reads, plots and diffs, written into the run directory at the end of a search:
 //   report.json   everything: parameters, leaders (screen + full), baselines, best, history
 //   report.md     the same as tables
-//   history.csv   iteration,best,median,population,evaluations,duplicates,skipped
+//   history.csv   iteration,best,median,population,evaluations,duplicates,skipped,same_mask
 //   fitness.png   best and median screen perplexity per iteration (ScottPlot, headless via SkiaSharp)
 //   best.json     the best tree as nested {op, children}
 //   best.txt      the best tree as a prefix expression that `prune --metric` / `score` accept
@@ -22,9 +22,9 @@ public static partial class ReportWriter
         var dir = o.RunDir;
         var files = new Dictionary<string, string> { ["db"] = dbPath };
 
-        var csv = new StringBuilder("iteration,best,median,population,evaluations,duplicates,skipped\n");
+        var csv = new StringBuilder("iteration,best,median,population,evaluations,duplicates,skipped,same_mask\n");
         foreach (var h in r.History)
-            csv.Append(CultureInfo.InvariantCulture, $"{h.Iteration},{Num(h.Best)},{Num(h.Median)},{h.PopulationSize},{h.Evaluations},{h.Duplicates},{h.Skipped}\n");
+            csv.Append(CultureInfo.InvariantCulture, $"{h.Iteration},{Num(h.Best)},{Num(h.Median)},{h.PopulationSize},{h.Evaluations},{h.Duplicates},{h.Skipped},{h.SameMask}\n");
         files["history"] = Save(dir, "history.csv", csv.ToString());
 
         files["plot"] = Path.Combine(dir, "fitness.png");
@@ -55,6 +55,7 @@ public static partial class ReportWriter
                 ["protocol"] = o.Protocol,
             },
             ["evaluations"] = r.Evaluations, ["fitness_calls_this_process"] = r.FitnessCalls, ["cache_hits"] = r.CacheHits,
+            ["same_mask"] = r.SameMask, ["mask_fingerprint"] = r.FingerprintMethod,
             ["best"] = r.Best is null ? null : Candidate(r.Best),
             ["top"] = new JsonArray([.. r.Top.Select(c => (JsonNode)Candidate(c))]),
             ["baselines"] = new JsonArray([.. r.Baselines.Select(b => (JsonNode)new JsonObject
@@ -65,6 +66,7 @@ public static partial class ReportWriter
             {
                 ["iteration"] = h.Iteration, ["best"] = Json(h.Best), ["median"] = Json(h.Median),
                 ["population"] = h.PopulationSize, ["evaluations"] = h.Evaluations, ["duplicates"] = h.Duplicates,
+                ["same_mask"] = h.SameMask,
             })]),
             ["transfer"] = r.Transfer is null ? null : TransferJson(r.Transfer),
         };
@@ -106,6 +108,7 @@ public static partial class ReportWriter
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"# Pruner-Zero search\n\npopulation {o.Population}, iterations {o.Iterations}, height {o.MinHeight}..{o.MaxHeight}, top-k {o.TopK}, mutation {o.Mutation}, seed {o.Seed}, {o.Protocol}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"{r.Evaluations} candidates evaluated, {r.CacheHits} duplicates skipped by the cache.\n\n");
+        sb.Append(SameMaskLine(r));
         sb.Append("| rank | metric | height | screen ppl | full ppl |\n| --- | --- | --- | --- | --- |\n");
         for (int i = 0; i < r.Top.Count; i++)
             sb.Append(CultureInfo.InvariantCulture, $"| {i + 1} | `{r.Top[i].Expr}` | {Trees.Height(r.Top[i].Expr)} | {Ppl(r.Top[i].Screen)} | {Ppl(r.Top[i].Full)} |\n");
@@ -126,6 +129,12 @@ public static partial class ReportWriter
         }
         return sb.ToString();
     }
+
+    /// <summary>How many evaluations the mask fingerprints saved (a same-mask candidate copies the fitness, no forward pass).</summary>
+    static string SameMaskLine(SearchReport r) => r.FingerprintMethod is null
+        ? "Mask fingerprints: not made by this fitness; every candidate was evaluated.\n\n"
+        : string.Create(CultureInfo.InvariantCulture,
+            $"Same mask: {r.SameMask} of {r.Evaluations} candidates ({(r.Evaluations == 0 ? 0 : 100.0 * r.SameMask / r.Evaluations):0.#}%) pruned exactly the weights of an earlier one and took its fitness without a forward pass ({r.FingerprintMethod}); the leaders below are distinct masks.\n\n");
 
     /// <summary>Best and median screen perplexity per iteration; iterations with no valid member are left out.</summary>
     public static void Plot(IReadOnlyList<HistoryPoint> history, string path)

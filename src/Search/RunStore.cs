@@ -1,6 +1,8 @@
 // The run database (SQLite, WAL). Everything needed to resume a run killed at any moment:
 //   params      (key, value)                  the run's identity; a resume with different values is refused
-//   evaluations (one row per canonical form)  every screened candidate, with its full re-check when made
+//   evaluations (one row per canonical form)  every screened candidate, with its full re-check when made;
+//                                              mask_fingerprint (when the fitness makes one) and same_mask_as:
+//                                              the id of the evaluation whose fitness a same-mask row copied
 //   population  (iteration, rank, eval_id)    the population after each iteration (0 = initial)
 //   history     (iteration, best, median, …)  what the plot and history.csv show
 //   baselines   (name, …)                     magnitude / wanda / pruner-zero through the same fitness
@@ -19,7 +21,13 @@ namespace PrunerZero.Search;
 /// <summary>An evaluation as stored.</summary>
 public sealed record StoredEvaluation(
     long Id, string Canonical, string Generated, int Iteration, int Slot, int Attempt,
-    long? Parent1, long? Parent2, FitnessResult Screen, FitnessResult? Full);
+    long? Parent1, long? Parent2, FitnessResult Screen, FitnessResult? Full)
+{
+    /// <summary>Hash of the candidate's pruning masks (null: the fitness makes none, or the metric is invalid).</summary>
+    public string? Fingerprint { get; init; }
+    /// <summary>Set on a "same mask" row: the evaluation whose fitness it copied without a forward pass.</summary>
+    public long? SameMaskAs { get; init; }
+}
 
 /// <summary>Which worker evaluated a candidate (its canonical form) or a baseline ("baseline:NAME"), for the screen or the full check.</summary>
 public sealed record WorkerAssignment(string Subject, string Kind, string Worker);
@@ -110,13 +118,13 @@ public sealed partial class RunStore : IDisposable
                 parent1 INTEGER, parent2 INTEGER,
                 screen_valid INTEGER NOT NULL, screen_ppl REAL, screen_reason TEXT, screen_seconds REAL NOT NULL,
                 full_valid INTEGER, full_ppl REAL, full_reason TEXT, full_seconds REAL,
-                created_utc TEXT NOT NULL);
+                created_utc TEXT NOT NULL, mask_fingerprint TEXT, same_mask_as INTEGER);
             CREATE TABLE IF NOT EXISTS population (
                 iteration INTEGER NOT NULL, rank INTEGER NOT NULL, eval_id INTEGER NOT NULL,
                 PRIMARY KEY (iteration, rank));
             CREATE TABLE IF NOT EXISTS history (
                 iteration INTEGER PRIMARY KEY, best REAL, median REAL, population INTEGER NOT NULL,
-                evaluations INTEGER NOT NULL, duplicates INTEGER NOT NULL, skipped INTEGER NOT NULL);
+                evaluations INTEGER NOT NULL, duplicates INTEGER NOT NULL, skipped INTEGER NOT NULL, same_mask INTEGER);
             CREATE TABLE IF NOT EXISTS baselines (
                 name TEXT PRIMARY KEY, expr TEXT NOT NULL, canonical TEXT NOT NULL,
                 screen_valid INTEGER NOT NULL, screen_ppl REAL, screen_reason TEXT, screen_seconds REAL NOT NULL,
@@ -124,6 +132,10 @@ public sealed partial class RunStore : IDisposable
             CREATE TABLE IF NOT EXISTS evaluation_workers (
                 subject TEXT NOT NULL, kind TEXT NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (subject, kind));
             """);
+        // Runs made before mask fingerprints: the new columns are added (NULL = no fingerprint, not a copy).
+        AddColumnIfMissing("evaluations", "mask_fingerprint", "TEXT");
+        AddColumnIfMissing("evaluations", "same_mask_as", "INTEGER");
+        AddColumnIfMissing("history", "same_mask", "INTEGER");
         // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
         using (var cmd = Cmd("PRAGMA quick_check"))
             if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new --run directory");
@@ -145,6 +157,15 @@ public sealed partial class RunStore : IDisposable
             using (var cmd = Cmd(probe))
             using (var r = cmd.ExecuteReader()) { }
         CheckParams(path, parameters, mutable);
+    }
+
+    void AddColumnIfMissing(string table, string column, string type)
+    {
+        bool has = false;
+        using (var cmd = Cmd($"PRAGMA table_info({table})"))
+        using (var r = cmd.ExecuteReader())
+            while (r.Read()) has |= r.GetString(1) == column;
+        if (!has) Exec($"ALTER TABLE {table} ADD COLUMN {column} {type}");
     }
 
     void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
@@ -177,7 +198,8 @@ public sealed partial class RunStore : IDisposable
             var all = new Dictionary<string, StoredEvaluation>(StringComparer.Ordinal);
             using var cmd = Cmd("""
                 SELECT id, canonical, generated, iteration, slot, attempt, parent1, parent2,
-                       screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds
+                       screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds,
+                       mask_fingerprint, same_mask_as
                 FROM evaluations ORDER BY id
                 """);
             using var r = cmd.ExecuteReader();
@@ -186,7 +208,10 @@ public sealed partial class RunStore : IDisposable
                 var screen = ReadResult(r, 8);
                 var full = r.IsDBNull(12) ? null : ReadResult(r, 12);
                 all[r.GetString(1)] = new StoredEvaluation(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt32(3),
-                    r.GetInt32(4), r.GetInt32(5), NullableLong(r, 6), NullableLong(r, 7), screen, full);
+                    r.GetInt32(4), r.GetInt32(5), NullableLong(r, 6), NullableLong(r, 7), screen, full)
+                {
+                    Fingerprint = r.IsDBNull(16) ? null : r.GetString(16), SameMaskAs = NullableLong(r, 17),
+                };
             }
             return all;
         }
@@ -194,23 +219,27 @@ public sealed partial class RunStore : IDisposable
 
     /// <summary>Inserts one screened candidate in its own transaction; returns the stored row.</summary>
     public StoredEvaluation AddEvaluation(string canonical, Expr generated, Expr canonicalExpr, int iteration, int slot, int attempt,
-                                          long? parent1, long? parent2, FitnessResult screen)
+                                          long? parent1, long? parent2, FitnessResult screen,
+                                          string? fingerprint = null, long? sameMaskAs = null)
     {
         lock (_lock)
         {
             using var cmd = Cmd("""
                 INSERT INTO evaluations (canonical, generated, height, canonical_height, size, iteration, slot, attempt,
-                    parent1, parent2, screen_valid, screen_ppl, screen_reason, screen_seconds, created_utc)
-                VALUES ($c, $g, $h, $ch, $s, $it, $sl, $at, $p1, $p2, $v, $ppl, $why, $sec, $t);
+                    parent1, parent2, screen_valid, screen_ppl, screen_reason, screen_seconds, created_utc, mask_fingerprint, same_mask_as)
+                VALUES ($c, $g, $h, $ch, $s, $it, $sl, $at, $p1, $p2, $v, $ppl, $why, $sec, $t, $fp, $same);
                 SELECT last_insert_rowid();
                 """,
                 ("$c", canonical), ("$g", generated.ToString()), ("$h", Trees.Height(generated)),
                 ("$ch", Trees.Height(canonicalExpr)), ("$s", canonicalExpr.Size), ("$it", iteration), ("$sl", slot),
                 ("$at", attempt), ("$p1", parent1), ("$p2", parent2), ("$v", screen.Valid ? 1 : 0),
                 ("$ppl", Finite(screen.Perplexity)), ("$why", screen.InvalidReason), ("$sec", screen.Seconds),
-                ("$t", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)));
+                ("$t", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)), ("$fp", fingerprint), ("$same", sameMaskAs));
             long id = (long)cmd.ExecuteScalar()!;
-            return new StoredEvaluation(id, canonical, generated.ToString(), iteration, slot, attempt, parent1, parent2, screen, null);
+            return new StoredEvaluation(id, canonical, generated.ToString(), iteration, slot, attempt, parent1, parent2, screen, null)
+            {
+                Fingerprint = fingerprint, SameMaskAs = sameMaskAs,
+            };
         }
     }
 
@@ -262,10 +291,10 @@ public sealed partial class RunStore : IDisposable
                     cmd.ExecuteNonQuery();
                 }
             using (var cmd = Cmd("""
-                INSERT OR REPLACE INTO history (iteration, best, median, population, evaluations, duplicates, skipped)
-                VALUES ($it, $b, $m, $p, $e, $d, $s)
+                INSERT OR REPLACE INTO history (iteration, best, median, population, evaluations, duplicates, skipped, same_mask)
+                VALUES ($it, $b, $m, $p, $e, $d, $s, $sm)
                 """, ("$it", iteration), ("$b", Finite(h.Best)), ("$m", Finite(h.Median)), ("$p", h.PopulationSize),
-                ("$e", h.Evaluations), ("$d", h.Duplicates), ("$s", h.Skipped)))
+                ("$e", h.Evaluations), ("$d", h.Duplicates), ("$s", h.Skipped), ("$sm", h.SameMask)))
             {
                 cmd.Transaction = tx;
                 cmd.ExecuteNonQuery();

@@ -59,7 +59,11 @@ public sealed record BaselineResult(string Name, Expr Expr, FitnessResult Screen
 /// <summary>State after an iteration (0 = initial population). Counts are cumulative over the logical run.</summary>
 public sealed record HistoryPoint(
     int Iteration, double Best, double Median, int PopulationSize,
-    int Evaluations, int Duplicates, int Skipped);
+    int Evaluations, int Duplicates, int Skipped)
+{
+    /// <summary>Evaluations so far that copied an earlier one's fitness because their masks were the same (no forward pass).</summary>
+    public int SameMask { get; init; }
+}
 
 /// <param name="Top">The leaders by screen fitness, each re-checked with Full.</param>
 /// <param name="Best">The leader with the best Full perplexity (by screen if no Full result is valid).</param>
@@ -82,4 +86,8 @@ public sealed record SearchReport(
     public IReadOnlyList<WorkerAssignment> Workers { get; init; } = [];
     /// <summary>The leaders and baselines on the transfer model; null without one.</summary>
     public TransferReport? Transfer { get; init; }
+    /// <summary>Evaluations (of Evaluations) whose masks equalled an earlier one's: fitness copied, no forward pass.</summary>
+    public int SameMask { get; init; }
+    /// <summary>How masks were fingerprinted; null when the fitness makes no fingerprints (e.g. a cluster).</summary>
+    public string? FingerprintMethod { get; init; }
 }

@@ -11,6 +11,13 @@
 // fitness values come from the run database when stored. A resumed run replays the whole search from
 // iteration 0, calling the fitness only for candidates not yet stored, and therefore ends exactly where
 // an uninterrupted run would.
+//
+// Mask fingerprints: when the fitness also implements IMaskFingerprint, each new candidate's masks are hashed
+// first (scores + selection, no forward pass). A candidate whose masks equal an earlier evaluation's gets that
+// fitness copied ("same mask", stored with same_mask_as); within a batch the first in iteration order is
+// evaluated and the others copy it. Same masks mean the same pruned model, so a copy is exactly the value an
+// evaluation would give and the search (population, history of fitness) is unchanged; only forward passes are saved.
+// The leaders (and the full re-check) take one member per mask.
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.ExceptionServices;
@@ -82,7 +89,9 @@ public static class SearchRun
         readonly List<Member> _pop = [];
         readonly List<HistoryPoint> _history = [];
         readonly Stopwatch _clock = Stopwatch.StartNew();
-        int _evaluations, _duplicates, _skipped, _fitnessCalls;
+        readonly IMaskFingerprint? _masks = fitness as IMaskFingerprint;
+        readonly Dictionary<string, StoredEvaluation> _byMask = new(StringComparer.Ordinal); // fingerprint -> the evaluation that measured it
+        int _evaluations, _duplicates, _skipped, _fitnessCalls, _sameMask;
 
         static readonly Comparison<Member> ByFitness = (a, b) =>
         {
@@ -203,7 +212,10 @@ public static class SearchRun
             return new Candidate(generated, canon, t, slot, attempt, p1, p2);
         }
 
-        /// <summary>Screens the candidates (stored results first, the rest concurrently); results in input order.</summary>
+        /// <summary>
+        /// Screens the candidates (stored results first; then new ones whose masks equal an evaluated one's copy its
+        /// fitness; the rest concurrently); results in input order.
+        /// </summary>
         StoredEvaluation[] Evaluate(List<Candidate> cands)
         {
             var results = new StoredEvaluation[cands.Count];
@@ -211,6 +223,32 @@ public static class SearchRun
             for (int i = 0; i < cands.Count; i++)
                 if (_stored.TryGetValue(cands[i].Key, out var s)) results[i] = s;
                 else todo.Add(i);
+            var fps = new string?[cands.Count];
+            var fpSeconds = new double[cands.Count];
+            if (_masks is not null)
+                RunAll(todo, i =>
+                {
+                    var sw = Stopwatch.StartNew();
+                    fps[i] = _masks.MaskFingerprint(cands[i].Canonical, ct);
+                    fpSeconds[i] = sw.Elapsed.TotalSeconds;
+                });
+            // In iteration order: a stored result registers its mask; a new candidate copies a registered mask, or
+            // one evaluated earlier in this batch (after it finishes), or is evaluated.
+            var evaluate = new List<int>();
+            var pending = new Dictionary<string, int>(StringComparer.Ordinal);
+            var later = new List<(int Copy, int From)>();
+            for (int i = 0; i < cands.Count; i++)
+            {
+                if (results[i] is { } stored) { Register(stored); continue; }
+                var fp = fps[i];
+                if (fp is not null && _byMask.TryGetValue(fp, out var src)) results[i] = Copy(cands[i], fp, src, fpSeconds[i]);
+                else if (fp is not null && pending.TryGetValue(fp, out int j)) later.Add((i, j));
+                else
+                {
+                    if (fp is not null) pending[fp] = i;
+                    evaluate.Add(i);
+                }
+            }
             void One(int i)
             {
                 var c = cands[i];
@@ -219,13 +257,25 @@ public static class SearchRun
                         ?? throw new InvalidOperationException($"fitness returned null for {c.Key}");
                 if (r.Seconds <= 0) r = r with { Seconds = sw.Elapsed.TotalSeconds };
                 Interlocked.Increment(ref _fitnessCalls);
-                results[i] = store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2, r);
+                results[i] = store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2, r, fps[i]);
                 if (r.Worker is not null) store.SetWorker(c.Key, "screen", r.Worker);
             }
-            RunAll(todo, One);
+            RunAll(evaluate, One);
+            foreach (int i in evaluate) Register(results[i]);
+            foreach (var (i, j) in later) results[i] = Copy(cands[i], fps[i]!, results[j], fpSeconds[i]);
             foreach (int i in todo) _stored[cands[i].Key] = results[i];
+            foreach (var r in results) if (r.SameMaskAs is not null) _sameMask++;
             return results;
         }
+
+        void Register(StoredEvaluation e)
+        {
+            if (e.Fingerprint is not null && e.SameMaskAs is null) _byMask.TryAdd(e.Fingerprint, e);
+        }
+
+        StoredEvaluation Copy(Candidate c, string fp, StoredEvaluation from, double seconds) =>
+            store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2,
+                                from.Screen with { Seconds = seconds, Worker = null }, fp, from.Id);
 
         void RunAll(List<int> items, Action<int> body)
         {
@@ -262,16 +312,17 @@ public static class SearchRun
                     "a different version of the search or a non-deterministic fitness; start a new run");
             var keys = _pop.Select(m => m.Key).ToArray();
             var h = new HistoryPoint(t, keys.Length > 0 ? keys[0] : double.NaN, Median(keys), _pop.Count,
-                                     _evaluations, _duplicates, _skipped);
+                                     _evaluations, _duplicates, _skipped) { SameMask = _sameMask };
             _history.Add(h);
             store.SaveIteration(t, ids, h);
             if (progress is null) return;
             double rate = _fitnessCalls / Math.Max(1e-9, _clock.Elapsed.TotalSeconds);
             string what = t == 0 ? "initial population"
                 : child is null ? "no child (attempts exhausted)"
-                : $"child {child.Key} -> {(e!.Screen.Valid ? e.Screen.Perplexity.ToString("0.###", CultureInfo.InvariantCulture) : "invalid: " + e.Screen.InvalidReason)}";
+                : $"child {child.Key} -> {(e!.Screen.Valid ? e.Screen.Perplexity.ToString("0.###", CultureInfo.InvariantCulture) : "invalid: " + e.Screen.InvalidReason)}" +
+                  (e.SameMaskAs is { } from ? $" (same mask as #{from})" : "");
             progress.Report(string.Create(CultureInfo.InvariantCulture,
-                $"iter {t}/{o.Iterations}  best {h.Best:0.###}  median {h.Median:0.###}  evals {_evaluations} (new {_fitnessCalls}, {rate:0.00}/s)  cache hits {_duplicates}  {what}"));
+                $"iter {t}/{o.Iterations}  best {h.Best:0.###}  median {h.Median:0.###}  evals {_evaluations} (new {_fitnessCalls}, {rate:0.00}/s)  cache hits {_duplicates}  same mask {_sameMask}  {what}"));
         }
 
         static double Median(double[] sorted)
@@ -284,7 +335,10 @@ public static class SearchRun
         public SearchReport Finish()
         {
             // Re-check the leaders with the full fitness (stored, so a resumed run does not repeat them).
-            var leaders = _pop.Take(o.ReportTop).ToList();
+            // One leader per mask: a same-mask member (a copy, or an earlier evaluation's twin) would repeat its results.
+            var leaderMasks = new HashSet<string>(StringComparer.Ordinal);
+            var leaders = _pop.Where(m => _stored[m.Eval.Canonical] is var e && (e.Fingerprint is null || leaderMasks.Add(e.Fingerprint)))
+                              .Take(o.ReportTop).ToList();
             var need = Enumerable.Range(0, leaders.Count).Where(i => _stored[leaders[i].Eval.Canonical].Full is null).ToList();
             if (need.Count > 0) progress?.Report($"re-checking {need.Count} leaders with the full fitness");
             RunAll(need, i =>
@@ -325,7 +379,11 @@ public static class SearchRun
                                        .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
             var population = _pop.Select(m => ToResult(_stored[m.Eval.Canonical], m.Expr)).ToList();
             var report = new SearchReport(top, best, baselines, population, _history, _fitnessCalls, _evaluations, _duplicates,
-                                          new Dictionary<string, string>()) { Workers = store.LoadWorkers(), Transfer = transfer };
+                                          new Dictionary<string, string>())
+            {
+                Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod,
+                Transfer = transfer,
+            };
             var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
             if (best is not null)
                 progress?.Report($"best {best.Expr}  screen {best.Screen.Perplexity:0.###}  full {best.Full?.Perplexity:0.###}");

@@ -33,8 +33,6 @@ public class HostileInputTests
     static string[] Common(Setup s, string? calib = null) =>
         ["--model", s.Model, "--dataset", s.Wiki, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride", "--windows", "2"];
 
-    /// <summary>Exit 1, exactly one "error:" line containing <paramref name="expected"/>, no stack trace, no internal failure.</summary>
-    static string UserError(string expected, params string[] args) => CliRunner.UserError(expected, args);
 
     static string Sha(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
 
@@ -59,7 +57,7 @@ public class HostileInputTests
             _ => Path.Combine(s.Dir, "link"),
         };
         if (how == "symlink") Directory.CreateSymbolicLink(outDir, s.Model);
-        string err = UserError("is the input checkpoint", ["prune", .. Common(s), "--metric", "magnitude", "--out", outDir]);
+        string err = CliRunner.UserError("is the input checkpoint", ["prune", .. Common(s), "--metric", "magnitude", "--out", outDir]);
         Assert.DoesNotContain("memory:", err);   // refused before anything was loaded
         Assert.Equal(before, Files(s.Model));
     }
@@ -69,8 +67,8 @@ public class HostileInputTests
     {
         var s = Make();
         var before = Files(s.Model);
-        UserError("already holds a model", "train", "--out", s.Model, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
-        UserError("no training checkpoint", "train", "--out", s.Model, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib, "--resume");
+        CliRunner.UserError("already holds a model", "train", "--out", s.Model, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
+        CliRunner.UserError("no training checkpoint", "train", "--out", s.Model, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib, "--resume");
         Assert.Equal(before, Files(s.Model));
     }
 
@@ -85,7 +83,7 @@ public class HostileInputTests
         var s = Make();
         string metric = string.Concat(Enumerable.Repeat(open, depth)) + "W" + string.Concat(Enumerable.Repeat(close, depth));
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        string err = UserError($"nested deeper than {Kernels.Expr.MaxDepth} levels", ["prune", .. Common(s), "--metric", metric, "--out", Path.Combine(s.Dir, "out")]);
+        string err = CliRunner.UserError($"nested deeper than {Kernels.Expr.MaxDepth} levels", ["prune", .. Common(s), "--metric", metric, "--out", Path.Combine(s.Dir, "out")]);
         Assert.True(err.Length < 1000, $"error is {err.Length} characters long");
         Assert.DoesNotContain("memory:", err);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30));   // a hang guard, not a timing claim
@@ -123,7 +121,7 @@ public class HostileInputTests
             case "calibration_sha256": File.WriteAllText(s.Calib, Text.Replace("quick", "swift")); break;
             default: TestCheckpoints.Write(TestCheckpoints.Config(), seed: 6, dir: s.Model); break;   // same names, other weights
         }
-        UserError("input." + key, [.. SearchArgs(s, run), "--resume"]);
+        CliRunner.UserError("input." + key, [.. SearchArgs(s, run), "--resume"]);
     }
 
     [Fact]
@@ -136,7 +134,7 @@ public class HostileInputTests
         int rows = CountEvaluations(run);
         using (RunStore.AcquireLock(run))   // what a running search holds
         {
-            string e2 = UserError("in use by another search", [.. SearchArgs(s, run), "--resume"]);
+            string e2 = CliRunner.UserError("in use by another search", [.. SearchArgs(s, run), "--resume"]);
             Assert.DoesNotContain("memory:", e2);
         }
         Assert.Equal(rows, CountEvaluations(run));
@@ -162,7 +160,7 @@ public class HostileInputTests
         string run = TestCheckpoints.TempDir("run");
         var bytes = kind == "random" ? RandomNumberGenerator.GetBytes(8192) : Encoding.UTF8.GetBytes("this is not a database\n");
         File.WriteAllBytes(Path.Combine(run, RunStore.FileName), bytes);
-        UserError("not a readable search database", [.. SearchArgs(s, run), "--resume"]);
+        CliRunner.UserError("not a readable search database", [.. SearchArgs(s, run), "--resume"]);
         Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(run, RunStore.FileName)));
     }
 
@@ -173,7 +171,7 @@ public class HostileInputTests
         string run = TestCheckpoints.TempDir("run");
         var (exit, _, err) = CliRunner.Run(SearchArgs(s, run));
         Assert.True(exit == 0, err);
-        string e2 = UserError("pass --resume", SearchArgs(s, run));
+        string e2 = CliRunner.UserError("pass --resume", SearchArgs(s, run));
         Assert.DoesNotContain("memory:", e2);
     }
 
@@ -189,7 +187,7 @@ public class HostileInputTests
         var args = SearchArgs(s, TestCheckpoints.TempDir("run")).ToList();
         if (args.IndexOf(flag) is int i and >= 0) args[i + 1] = value;
         else args.AddRange([flag, value]);
-        UserError(expected, [.. args]);
+        CliRunner.UserError(expected, [.. args]);
     }
 
     // ---- 5. safetensors: overlapping tensors, wrong kinds ----
@@ -223,7 +221,7 @@ public class HostileInputTests
             long qb = q[0]!.GetValue<long>(), kLen = k[1]!.GetValue<long>() - k[0]!.GetValue<long>();
             h["model.layers.0.self_attn.k_proj.weight"]!["data_offsets"] = new JsonArray(qb, qb + kLen);
         });
-        UserError("overlap", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        CliRunner.UserError("overlap", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
     }
 
     [Theory]
@@ -243,7 +241,7 @@ public class HostileInputTests
                 default: e["shape"] = new JsonArray(long.MaxValue / 2, 4); break;
             }
         });
-        UserError("model.safetensors", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        CliRunner.UserError("model.safetensors", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
     }
 
     // ---- sharded checkpoints: every shard name is untrusted ----
@@ -263,7 +261,7 @@ public class HostileInputTests
         File.Delete(single);
         File.WriteAllText(Path.Combine(s.Model, "model.safetensors.index.json"),
             new JsonObject { ["weight_map"] = new JsonObject { ["model.norm.weight"] = shard } }.ToJsonString());
-        UserError("plain file names", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        CliRunner.UserError("plain file names", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
     }
 
     // ---- 6. config numbers ----
@@ -281,7 +279,7 @@ public class HostileInputTests
         var cfg = TestCheckpoints.Config();
         cfg[key] = key is "max_position_embeddings" or "bos_token_id" ? (int)value : value;
         File.WriteAllText(Path.Combine(s.Model, "config.json"), cfg.ToJsonString());
-        string err = UserError(key, "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        string err = CliRunner.UserError(key, "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
         Assert.DoesNotContain("memory:", err);
     }
 
@@ -300,7 +298,7 @@ public class HostileInputTests
             default: cfg["hidden_act"] = new JsonArray("silu"); break;
         }
         File.WriteAllText(Path.Combine(s.Model, "config.json"), cfg.ToJsonString());
-        UserError(expected, "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        CliRunner.UserError(expected, "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
     }
 
     // ---- 7. NaN weights with --json ----
@@ -329,10 +327,10 @@ public class HostileInputTests
         var s = Make(model);
         File.WriteAllText(s.Wiki, Text.Replace("lazy", "the lazy"));   // "th" is one token, id 258
         File.WriteAllText(s.Calib, Text.Replace("lazy", "the lazy"));
-        string err = UserError("outside the model's vocabulary", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        string err = CliRunner.UserError("outside the model's vocabulary", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
         Assert.Contains("id 258", err);
         Assert.DoesNotContain("memory:", err);
-        UserError("outside the model's vocabulary", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("outside the model's vocabulary", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
     }
 
     // ---- 9. invalid UTF-8 ----
@@ -344,7 +342,7 @@ public class HostileInputTests
         var bytes = Encoding.UTF8.GetBytes(Text).ToList();
         bytes.Insert(100, 0xFF);
         File.WriteAllBytes(s.Wiki, [.. bytes]);
-        UserError("invalid UTF-8 at byte 100", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
+        CliRunner.UserError("invalid UTF-8 at byte 100", "eval", "--model", s.Model, "--dataset", s.Wiki, "--seqlen", "32", "--windows", "2");
     }
 
     [Fact]
@@ -354,7 +352,7 @@ public class HostileInputTests
         var bytes = Encoding.UTF8.GetBytes(Text).ToList();
         bytes.InsertRange(7, [0xC3, 0x28]);   // a lead byte without its continuation
         File.WriteAllBytes(s.Calib, [.. bytes]);
-        UserError("invalid UTF-8 at byte 7", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("invalid UTF-8 at byte 7", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
     }
 
     // ---- 10. broken calibration line, 11. not gzip ----
@@ -365,7 +363,7 @@ public class HostileInputTests
         var s = Make();
         string jsonl = Path.Combine(s.Dir, "calib.jsonl");
         File.WriteAllLines(jsonl, [JsonSerializer.Serialize(new { text = Text }), "", JsonSerializer.Serialize(new { text = Text }), "{\"text\": \"broken", JsonSerializer.Serialize(new { text = Text })]);
-        UserError("calib.jsonl:4:", ["prune", .. Common(s, jsonl), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("calib.jsonl:4:", ["prune", .. Common(s, jsonl), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
     }
 
     [Fact]
@@ -374,7 +372,7 @@ public class HostileInputTests
         var s = Make();
         string gz = Path.Combine(s.Dir, "calib.jsonl.gz");
         File.WriteAllText(gz, JsonSerializer.Serialize(new { text = Text }) + "\n");
-        UserError("not a gzip file", ["prune", .. Common(s, gz), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("not a gzip file", ["prune", .. Common(s, gz), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
     }
 
     [Fact]
@@ -388,7 +386,7 @@ public class HostileInputTests
                 z.Write(Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat(JsonSerializer.Serialize(new { text = Text }) + "\n", 20))));
             File.WriteAllBytes(gz, ms.ToArray()[..(int)(ms.Length / 2)]);
         }
-        UserError("calib.jsonl.gz", ["prune", .. Common(s, gz), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("calib.jsonl.gz", ["prune", .. Common(s, gz), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
     }
 
     // ---- 11. N:M that does not divide, train --steps 0 ----
@@ -397,7 +395,7 @@ public class HostileInputTests
     public void NMGroupThatDoesNotDivideTheLayersIsRefusedBeforeWork()
     {
         var s = Make();
-        string err = UserError("--nm 2:3", ["prune", .. Common(s), "--metric", "magnitude", "--nm", "2:3", "--out", Path.Combine(s.Dir, "out")]);
+        string err = CliRunner.UserError("--nm 2:3", ["prune", .. Common(s), "--metric", "magnitude", "--nm", "2:3", "--out", Path.Combine(s.Dir, "out")]);
         Assert.DoesNotContain("memory:", err);
     }
 
@@ -407,7 +405,7 @@ public class HostileInputTests
     public void TrainCountsAreChecked(string flag, string value)
     {
         var s = Make();
-        UserError(flag, "train", "--out", Path.Combine(s.Dir, "new-model"), "--config", "micro", flag, value, "--no-eval", "--data", s.Calib);
+        CliRunner.UserError(flag, "train", "--out", Path.Combine(s.Dir, "new-model"), "--config", "micro", flag, value, "--no-eval", "--data", s.Calib);
     }
 
     // ---- 12. unwritable outputs, found before the work ----
@@ -418,7 +416,7 @@ public class HostileInputTests
         var s = Make();
         string file = Path.Combine(s.Dir, "a-file");
         File.WriteAllText(file, "x");
-        string err = UserError("cannot be written", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(file, "out")]);
+        string err = CliRunner.UserError("cannot be written", ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(file, "out")]);
         Assert.DoesNotContain("memory:", err);
         Assert.DoesNotContain("overall sparsity", err);
     }
@@ -431,9 +429,9 @@ public class HostileInputTests
         File.WriteAllText(file, "x");
         string metrics = Path.Combine(s.Dir, "lib.txt");
         File.WriteAllLines(metrics, ["magnitude"]);
-        string err = UserError("--csv", ["score", .. Common(s), "--metrics", metrics, "--csv", Path.Combine(file, "table.csv")]);
+        string err = CliRunner.UserError("--csv", ["score", .. Common(s), "--metrics", metrics, "--csv", Path.Combine(file, "table.csv")]);
         Assert.DoesNotContain("memory:", err);
-        UserError("is a folder", ["score", .. Common(s), "--metrics", metrics, "--csv", s.Dir]);
+        CliRunner.UserError("is a folder", ["score", .. Common(s), "--metrics", metrics, "--csv", s.Dir]);
     }
 
     // ---- 13. bench counts ----
@@ -444,7 +442,7 @@ public class HostileInputTests
     public void BenchCountsAreCheckedByName(string flag, string value)
     {
         var s = Make();
-        string err = UserError(flag + " must be at least 1", ["bench", .. Common(s), flag, value]);
+        string err = CliRunner.UserError(flag + " must be at least 1", ["bench", .. Common(s), flag, value]);
         Assert.DoesNotContain("memory:", err);
     }
 
@@ -459,7 +457,7 @@ public class HostileInputTests
         var args = Common(s).ToList();
         int i = args.IndexOf(flag);
         args[i + 1] = value;
-        string err = UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
+        string err = CliRunner.UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
         Assert.DoesNotContain("memory:", err);
     }
 }

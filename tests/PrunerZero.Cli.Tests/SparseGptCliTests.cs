@@ -48,17 +48,16 @@ public class SparseGptCliTests
         Assert.Contains(Enumerable.Range(0, wa.Length), i => wa[i] != 0 && Math.Abs(wa[i] - wb[i]) > 1e-4f);
     }
 
-    static void AssertOneLine(string expected, params string[] args) => CliRunner.UserError(expected, args);
 
     [Fact]
     public void BadInputIsOneClearLineAndNothingIsWritten()
     {
         var s = PipelineTests.Setup();
         string outDir = Path.Combine(TestCheckpoints.TempDir("out"), "never");
-        AssertOneLine("--update must be none or obs", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
+        CliRunner.UserError("--update must be none or obs", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
         // hidden 32, intermediate 48: 2:5 fits no linear; refused before any block is pruned
-        AssertOneLine("--nm 2:5: groups of 5 must divide", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
-        AssertOneLine("--update applies to prune and score", ["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
+        CliRunner.UserError("--nm 2:5: groups of 5 must divide", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
+        CliRunner.UserError("--update applies to prune and score", ["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
         Assert.False(Directory.Exists(outDir));
     }
 }

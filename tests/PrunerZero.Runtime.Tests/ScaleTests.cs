@@ -40,14 +40,17 @@ public class ScaleTests
     }
 
     [Theory]
-    [InlineData(2)]   // grouped-query attention
-    [InlineData(4)]   // one key/value head per query head
-    public void BlockwiseGradientsEqualWholeModelBackward(int kvHeads)
+    [InlineData(2, GradientStats.MlpPartWeights)]   // grouped-query attention
+    [InlineData(4, GradientStats.MlpPartWeights)]   // one key/value head per query head
+    [InlineData(2, 1000)]                           // the MLP half in parts, as for 7B shapes
+    public void BlockwiseGradientsEqualWholeModelBackward(int kvHeads, long mlpPartWeights)
     {
         using var model = Checkpoint.Load(TestCheckpoints.Write(TestCheckpoints.Config(vocab: 260, kvHeads: kvHeads), seed: 5, scale: 0.5f));
         var calib = Calib(model.Config, n: 3, t: 12);
         var want = WholeModelG(model, calib);
-        using var g = GradientStats.Compute(model, calib);
+        var (parts, _) = GradientStats.MlpParts(model.Config.IntermediateSize, model.Config.HiddenSize, mlpPartWeights);
+        Assert.Equal(mlpPartWeights == GradientStats.MlpPartWeights, parts == 1);
+        using var g = GradientStats.Compute(model, calib, mlpPartWeights: mlpPartWeights);
         foreach (var ((i, k), w) in want)
         {
             var got = TestCheckpoints.Floats(g[i, k]);

@@ -15,7 +15,8 @@ namespace PrunerZero.Runtime.Pruning;
 /// gradients and accumulators at a time, never the whole model's: one forward pass keeps each block's input
 /// hidden states for every window (float32), the head gives each window's ∂L/∂h at the top, then from the
 /// top down each block's two halves (MLP, then attention) are recomputed per window with gradients on their
-/// weights, (100·g)² is accumulated in float32 per window and the input gradient is passed down. The
+/// weights, (100·g)² is accumulated in float32 per window and the input gradient is passed down. The MLP half,
+/// the larger, is worked on in parts along its intermediate dimension (<see cref="MlpPartWeights"/>). The
 /// gradient of each window is its own (Σ over windows of g², not (Σ g)²), as in the whole-model backward.
 /// </summary>
 public sealed class GradientStats : IDisposable
@@ -40,10 +41,10 @@ public sealed class GradientStats : IDisposable
     static string Name(int layer, LinearKind k) => $"model.layers.{layer}.{k.HfName()}.weight";
 
     /// <summary>G held in memory (small models and tests).</summary>
-    public static GradientStats Compute(LlamaModel model, CalibrationSet calib, IProgress<string>? progress = null)
+    public static GradientStats Compute(LlamaModel model, CalibrationSet calib, IProgress<string>? progress = null, long mlpPartWeights = MlpPartWeights)
     {
         var g = new Dictionary<(int, LinearKind), Tensor>();
-        ComputeBlockwise(model, calib, (i, k, t) => g[(i, k)] = t.cpu().clone().DetachFromDisposeScope(), progress);
+        ComputeBlockwise(model, calib, (i, k, t) => g[(i, k)] = t.cpu().clone().DetachFromDisposeScope(), progress, mlpPartWeights);
         return new GradientStats(g);
     }
 
@@ -51,7 +52,8 @@ public sealed class GradientStats : IDisposable
     /// Computes G block by block (see the class summary) and hands each layer's G (float32) to
     /// <paramref name="sink"/> as soon as it is final, top block first; the tensor is disposed after the call.
     /// </summary>
-    public static void ComputeBlockwise(LlamaModel model, CalibrationSet calib, Action<int, LinearKind, Tensor> sink, IProgress<string>? progress = null)
+    public static void ComputeBlockwise(LlamaModel model, CalibrationSet calib, Action<int, LinearKind, Tensor> sink, IProgress<string>? progress = null,
+                                        long mlpPartWeights = MlpPartWeights)
     {
         int n = calib.NSamples, layers = model.Blocks.Count;
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -116,37 +118,37 @@ public sealed class GradientStats : IDisposable
                 using (no_grad())
                 using (var scope = NewDisposeScope())
                 {
-                    var w = block.Float32();
+                    var w = block.Float32Part(attention: true);
                     for (int j = 0; j < n; j++)
                     {
                         using var inner = NewDisposeScope();
                         mids[j] = model.AttentionHalf(w, inputs[i][j], cos, sin).DetachFromDisposeScope();
                     }
                 }
-                Half(i, block, [LinearKind.Gate, LinearKind.Up, LinearKind.Down], mids, (w, x) => model.MlpHalf(w, x));
+                Mlp(i, block, mids);
                 foreach (var m in mids) m.Dispose();
-                Half(i, block, [LinearKind.Q, LinearKind.K, LinearKind.V, LinearKind.O], inputs[i], (w, x) => model.AttentionHalf(w, x, cos!, sin!));
+                Attention(i, block, inputs[i]);
                 foreach (var t in inputs[i]) t.Dispose();
                 inputs[i] = [];
             }
 
-            // One half-block: per window, recompute with gradients on its linears, accumulate (100 g)², pass ∂L/∂input down.
-            void Half(int layer, LlamaBlock block, LinearKind[] kinds, Tensor[] xs, Func<LlamaBlock, Tensor, Tensor> forward)
+            // The attention half: per window, recompute with gradients on Q, K, V, O, accumulate (100 g)², pass ∂L/∂input down.
+            void Attention(int layer, LlamaBlock block, Tensor[] xs)
             {
                 using var scope = NewDisposeScope();
-                var w = block.Float32Copy();
+                LinearKind[] kinds = [LinearKind.Q, LinearKind.K, LinearKind.V, LinearKind.O];
+                var w = block.AttentionFloat32Copy();
                 foreach (var k in kinds) w[k].requires_grad_(true);
                 var acc = kinds.ToDictionary(k => k, k => zeros_like(w[k]));
                 for (int j = 0; j < n; j++)
                 {
                     using var inner = NewDisposeScope();
                     var x = xs[j].detach().requires_grad_(true);
-                    var y = forward(w, x);
-                    y.backward([grads[j]]);
+                    model.AttentionHalf(w, x, cos!, sin!).backward([grads[j]]);
                     using (no_grad())
                         foreach (var k in kinds)
                         {
-                            acc[k].add_((w[k].grad! * Scale).square());
+                            acc[k].addcmul_(w[k].grad!, w[k].grad!, Scale * Scale);   // (100 g)², no weight-sized temporaries
                             w[k].grad!.zero_();
                         }
                     var down = x.grad!.detach().clone().DetachFromDisposeScope();
@@ -159,6 +161,53 @@ public sealed class GradientStats : IDisposable
                     sink(layer, k, acc[k].sqrt_());
                 }
             }
+
+            // The MLP half, h + down(silu(gate x)·up x) with x = RMSNorm(h), in parts along the intermediate dimension:
+            // the sum runs over intermediate channels, so a part's weight gradients (rows of gate and up, columns of
+            // down) need only that part, and ∂L/∂h = ∂L/∂y (the residual) + Σ over parts of the part's gradient
+            // through RMSNorm. Memory holds the three accumulators and one part's float32 weights and gradients.
+            void Mlp(int layer, LlamaBlock block, Tensor[] xs)
+            {
+                using var scope = NewDisposeScope();
+                var (parts, width) = MlpParts(block.Gate.shape[0], block.Gate.shape[1], mlpPartWeights);
+                var acc = new[] { block.Gate, block.Up, block.Down }.Select(t => zeros(t.shape, ScalarType.Float32, t.device)).ToArray();
+                var norm = LlamaModel.AsFloat32(block.PostNorm).detach();
+                var next = grads.Select(g => g.clone()).ToArray();   // the residual's share of ∂L/∂h
+                for (int p = 0; p < parts; p++)
+                {
+                    using var part = NewDisposeScope();
+                    long start = p * width, len = Math.Min(width, block.Gate.shape[0] - start);
+                    static Tensor Leaf(Tensor t) => (t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32)).requires_grad_(true);
+                    var w = new[] { Leaf(block.Gate.narrow(0, start, len)), Leaf(block.Up.narrow(0, start, len)), Leaf(block.Down.narrow(1, start, len)) };
+                    var dst = new[] { acc[0].narrow(0, start, len), acc[1].narrow(0, start, len), acc[2].narrow(1, start, len) };
+                    for (int j = 0; j < n; j++)
+                    {
+                        using var inner = NewDisposeScope();
+                        var x = xs[j].detach().requires_grad_(true);
+                        var h = model.RmsNorm(x, norm);
+                        var y = nn.functional.linear(nn.functional.silu(nn.functional.linear(h, w[0])) * nn.functional.linear(h, w[1]), w[2]);
+                        y.backward([grads[j]]);
+                        using (no_grad())
+                        {
+                            for (int k = 0; k < 3; k++)
+                            {
+                                dst[k].addcmul_(w[k].grad!, w[k].grad!, Scale * Scale);
+                                w[k].grad!.zero_();
+                            }
+                            next[j].add_(x.grad!);
+                        }
+                    }
+                    foreach (var t in w) t.grad?.Dispose();
+                }
+                for (int j = 0; j < n; j++)
+                {
+                    grads[j].Dispose();
+                    grads[j] = next[j].DetachFromDisposeScope();
+                }
+                sink(layer, LinearKind.Gate, acc[0].sqrt_());
+                sink(layer, LinearKind.Up, acc[1].sqrt_());
+                sink(layer, LinearKind.Down, acc[2].sqrt_());
+            }
         }
         finally
         {
@@ -169,12 +218,36 @@ public sealed class GradientStats : IDisposable
         }
     }
 
-    /// <summary>Bytes G takes on disk and while computed: the float32 inputs of every block for every window, and one MLP half's weights, gradients and accumulators.</summary>
+    /// <summary>
+    /// The MLP half's weights are worked on in parts of at most this many (32 M, 128 MB in float32): one part for
+    /// small models, six for LLaMA-7B's 3 × 4096 × 11008, so its G pass holds no more than its attention half does.
+    /// </summary>
+    public const long MlpPartWeights = 1L << 25;
+
+    /// <summary>How many parts the MLP half (intermediate size F, hidden C) is worked on in, and the width of each but the last.</summary>
+    public static (int Parts, long Width) MlpParts(long f, long c, long partWeights)
+    {
+        int parts = (int)Math.Clamp((3 * f * c + partWeights - 1) / partWeights, 1, f);
+        long width = (f + parts - 1) / parts;
+        return ((int)((f + width - 1) / width), width);
+    }
+
+    /// <summary>
+    /// Bytes the G pass holds beside the model: the float32 inputs of every block for every window with the
+    /// gradients passed down (two sets) and the MLP's inputs, and the larger of the two halves' working sets
+    /// (attention: weights, gradients and accumulators of Q, K, V, O; MLP: three accumulators and one part's
+    /// weights and gradients; the top: the head in float32), plus one window's activations.
+    /// </summary>
     public static long ComputeBytes(LlamaConfig c, int nsamples, int seqlen)
     {
         long hidden = 4L * nsamples * seqlen * c.HiddenSize;
-        long mlp = 3L * c.HiddenSize * c.IntermediateSize * 4;
-        return (c.NumLayers + 3) * hidden + 3 * mlp + LlamaModel.ActivationBytes(c, seqlen);
+        long kv = (long)c.NumKvHeads * c.HeadDim, q = (long)c.NumHeads * c.HeadDim;
+        long attention = 3 * 4L * c.HiddenSize * (q + 2 * kv + q);
+        long mlp = 3L * c.HiddenSize * c.IntermediateSize;
+        var (_, width) = MlpParts(c.IntermediateSize, c.HiddenSize, MlpPartWeights);
+        long mlpBytes = 4 * mlp + 2 * 4 * 3L * c.HiddenSize * width;
+        long head = 4L * c.VocabSize * c.HiddenSize;
+        return (c.NumLayers + 4) * hidden + Math.Max(head, Math.Max(attention, mlpBytes)) + LlamaModel.ActivationBytes(c, seqlen);
     }
 
     /// <summary>Loads G from the cache or computes it block by block into the cache; either way G is then read from the file per layer.</summary>

@@ -121,6 +121,15 @@ public sealed class PruneSession : IDisposable
         return new Pruner(backend).PruneOneShot(Model, x!, g, metric, target);
     }
 
+    /// <summary>Fingerprint of the masks <see cref="PruneOneShot"/> would apply (see <see cref="Pruner.MaskFingerprint"/>); restores the dense model first, no forward pass.</summary>
+    public string? MaskFingerprint(Expr metric, PruneTarget target, IMetricBackend backend)
+    {
+        var g = metric.UsesG ? Gradients : null;
+        var x = metric.UsesX ? DenseStats : null;
+        RestoreDense();
+        return new Pruner(backend).MaskFingerprint(Model, x, g, metric, target);
+    }
+
     /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
     public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend, IProgress<BlockTiming>? timing = null)
     {

@@ -39,6 +39,26 @@ public sealed class Pruner(IMetricBackend backend)
     public string? PruneLayer(Tensor weight, Tensor? g, float[]? x, Expr metric, PruneTarget target, string name,
         ObsHook? obs = null, LinearKind kind = default)
     {
+        var invalid = Select(weight, g, x, metric, target, name);
+        if (invalid != null) return invalid;
+        int n = (int)weight.shape[0] * (int)weight.shape[1];
+        var w = MemoryMarshal.Cast<byte, float>(weight.bytes);
+        var prune = _prune.AsSpan(0, n);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using (Nvtx.Range("masking"))
+        {
+            // ---- OBS hook (SparseGpt.cs): the sweep updates the kept weights with the mask fixed ----
+            if (obs != null) obs.Prune(weight, kind, prune, target, name);
+            else
+            for (int i = 0; i < n; i++) if (prune[i] != 0) w[i] = 0f;
+        }
+        MaskSeconds += sw.Elapsed.TotalSeconds;
+        return null;
+    }
+
+    /// <summary>Scores one weight and selects its prune mask into the first rows × cols bytes of _prune (1 = pruned); the weight is not changed.</summary>
+    string? Select(Tensor weight, Tensor? g, float[]? x, Expr metric, PruneTarget target, string name)
+    {
         RequireHostFloat32(weight, name);
         if (g is not null) RequireHostFloat32(g, name + " G");
         int rows = (int)weight.shape[0], cols = (int)weight.shape[1], n = rows * cols;
@@ -63,13 +83,17 @@ public sealed class Pruner(IMetricBackend backend)
         {
             if (target.IsNM) backend.MaskNM(scores, rows, cols, target.N, target.M, prune);
             else backend.MaskUnstructured(scores, rows, cols, target.Sparsity, prune);
-            // ---- OBS hook (SparseGpt.cs): the sweep updates the kept weights with the mask fixed ----
-            if (obs != null) obs.Prune(weight, kind, prune, target, name);
-            else
-            for (int i = 0; i < n; i++) if (prune[i] != 0) w[i] = 0f;
         }
         MaskSeconds += sw.Elapsed.TotalSeconds;
         return null;
+    }
+
+    /// <summary>The weight and its G as contiguous host tensors for the kernels (copies, in the caller's scope, when they are elsewhere).</summary>
+    static (Tensor W, Tensor? G) OnHost(Tensor w, Tensor? g)
+    {
+        var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
+        if (g is not null && (g.device_type != DeviceType.CPU || !g.is_contiguous())) g = g.cpu().contiguous();
+        return (host, g);
     }
 
     static void RequireHostFloat32(Tensor t, string name)
@@ -90,9 +114,7 @@ public sealed class Pruner(IMetricBackend backend)
         {
             using var scope = NewDisposeScope();
             var w = working[k];
-            var host = w.device_type == DeviceType.CPU && w.is_contiguous() ? w : w.cpu().contiguous();
-            var gk = g?[layer, k];
-            if (gk is not null && (gk.device_type != DeviceType.CPU || !gk.is_contiguous())) gk = gk.cpu().contiguous();
+            var (host, gk) = OnHost(w, g?[layer, k]);
             string name = $"model.layers.{layer}.{k.HfName()}";
             string? invalid = null;
             if (obs is { OwnMask: true })
@@ -179,6 +201,43 @@ public sealed class Pruner(IMetricBackend backend)
         }
         return new PruneReport(metric.ToString(), target, invalid is null, invalid, invalid is null ? Sparsity(model) : [],
             ScoreSeconds, MaskSeconds, ForwardSeconds);
+    }
+
+    /// <summary>
+    /// SHA-256 (System.Security.Cryptography) of the masks <see cref="PruneOneShot"/> would apply, without changing the
+    /// model or running a forward pass: for every block in order and every linear in <see cref="LinearKinds.All"/>
+    /// order, its shape and its prune bits packed 8 to a byte (row-major, bit i%8 of byte i/8). The model must be
+    /// dense. Equal fingerprints mean the same pruned model. Null when the metric is invalid.
+    /// </summary>
+    public string? MaskFingerprint(LlamaModel model, DenseX? x, GradientStats? g, Expr metric, PruneTarget target)
+    {
+        if (metric.UsesG && g is null) throw new ArgumentException("metric uses G but no gradients were given");
+        if (metric.UsesX && x is null) throw new ArgumentException("metric uses X but no activations were given");
+        using var _ = no_grad();
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var packed = Array.Empty<byte>();
+        for (int i = 0; i < model.Blocks.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            var working = model.Blocks[i].Float32();
+            foreach (var k in LinearKinds.All)
+            {
+                using var inner = NewDisposeScope();
+                var (host, gk) = OnHost(working[k], g?[i, k]);
+                string name = $"model.layers.{i}.{k.HfName()}";
+                if (Select(host, gk, metric.UsesX ? x![i, k] : null, metric, target, name) != null) return null;
+                int rows = (int)host.shape[0], cols = (int)host.shape[1], n = rows * cols;
+                int bytes = (n + 7) / 8;
+                if (packed.Length < bytes) packed = new byte[bytes];
+                Array.Clear(packed, 0, bytes);
+                var prune = _prune.AsSpan(0, n);
+                for (int j = 0; j < n; j++) if (prune[j] != 0) packed[j >> 3] |= (byte)(1 << (j & 7));
+                hash.AppendData(BitConverter.GetBytes(rows));
+                hash.AppendData(BitConverter.GetBytes(cols));
+                hash.AppendData(packed, 0, bytes);
+            }
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     /// <summary>Fraction of exact zeros per prunable layer, as Wanda's check_sparsity counts them.</summary>

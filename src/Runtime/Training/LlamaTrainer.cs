@@ -17,6 +17,12 @@ public sealed record TrainOptions
     public double? Minutes { get; init; }
     public bool Resume { get; init; }
     public int CheckpointEvery { get; init; } = 100;
+    /// <summary>Peak learning rate (default: the preset's).</summary>
+    public double? LearningRate { get; init; }
+    /// <summary>Open every training sequence with BOS (then seqlen − 1 tokens of a random window): the first position is always the same token, where attention sinks and massive activations form.</summary>
+    public bool BosFirst { get; init; }
+    /// <summary>Every this many steps, also save a loadable model (HF layout) under OUT/snapshots/step-NNNNNN.</summary>
+    public int? SnapshotEvery { get; init; }
 }
 
 /// <summary>Model shapes the train verb knows, sized for this project's 2-core machines.</summary>
@@ -54,6 +60,11 @@ public static class LlamaTrainer
         if (!TrainPreset.All.TryGetValue(o.Preset, out var preset))
             throw new PrunerZeroException($"unknown --config '{o.Preset}' (known: {string.Join(", ", TrainPreset.All.Keys)})");
         int steps = o.Steps ?? preset.Steps;
+        double peakLr = o.LearningRate ?? preset.LearningRate;
+        if (!(peakLr > 0 && double.IsFinite(peakLr))) throw new PrunerZeroException($"--lr must be positive, got {peakLr}");
+        if (o.SnapshotEvery is < 1) throw new PrunerZeroException($"--snapshot-every must be at least 1, got {o.SnapshotEvery}");
+        // What fixes the trajectory: a resume with other values would silently train a different model.
+        var recipe = new JsonObject { ["preset"] = preset.Name, ["seed"] = o.Seed, ["steps"] = steps, ["lr"] = peakLr, ["bos_first"] = o.BosFirst };
         Directory.CreateDirectory(o.OutDir);
         string ckptDir = Path.Combine(o.OutDir, "checkpoint");
         var texts = o.TrainFiles.SelectMany(LoadTexts).ToList();
@@ -81,13 +92,15 @@ public static class LlamaTrainer
         var optimizer = optim.AdamW(
             [new AdamW.ParamGroup(decay, new AdamW.Options { weight_decay = 0.1 }),
              new AdamW.ParamGroup(noDecay, new AdamW.Options { weight_decay = 0.0 })],
-            lr: preset.LearningRate, beta1: 0.9, beta2: 0.95);
+            lr: peakLr, beta1: 0.9, beta2: 0.95);
 
         int start = 0;
         var losses = new List<(int Step, double Loss)>();
         if (o.Resume && File.Exists(Path.Combine(ckptDir, "state.json")))
         {
             var state = JsonNode.Parse(File.ReadAllText(Path.Combine(ckptDir, "state.json")))!;
+            if (state["recipe"] is JsonObject trainedWith && trainedWith.ToJsonString() != recipe.ToJsonString())
+                throw new PrunerZeroException($"--resume: the checkpoint was trained with {trainedWith.ToJsonString()}, this command asks for {recipe.ToJsonString()}; pass the same --config/--seed/--steps/--lr/--bos-first");
             start = state["step"]!.GetValue<int>();
             using (no_grad())
             {
@@ -111,18 +124,20 @@ public static class LlamaTrainer
         for (int step = start; step < steps; step++)
         {
             double lr = step < warmup
-                ? preset.LearningRate * (step + 1) / warmup
-                : preset.LearningRate * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
+                ? peakLr * (step + 1) / warmup
+                : peakLr * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
 
             using (var scope = NewDisposeScope())
             {
                 var rng = new Random(HashCode.Combine(o.Seed, step));
                 var batch = new long[preset.Batch * preset.Seqlen];
+                int lead = o.BosFirst ? 1 : 0;
                 for (int b = 0; b < preset.Batch; b++)
                 {
                     int s0 = rng.Next(0, stream.Length - preset.Seqlen);
-                    for (int t = 0; t < preset.Seqlen; t++) batch[b * preset.Seqlen + t] = stream[s0 + t];
+                    if (o.BosFirst) batch[b * preset.Seqlen] = config.BosTokenId!.Value;
+                    for (int t = lead; t < preset.Seqlen; t++) batch[b * preset.Seqlen + t] = stream[s0 + t - lead];
                 }
                 optimizer.zero_grad();
                 var loss = model.NextTokenLoss(tensor(batch, [preset.Batch, preset.Seqlen]));
@@ -142,9 +157,11 @@ public static class LlamaTrainer
 
             bool last = step + 1 == steps;
             bool outOfTime = o.Minutes is double m && clock.Elapsed.TotalMinutes >= m;
+            if (o.SnapshotEvery is int every && (step + 1) % every == 0 && !last)
+                Checkpoint.Save(model, Path.Combine(o.OutDir, "snapshots", $"step-{step + 1:000000}"), o.OutDir, ScalarType.Float32);
             if ((step + 1) % o.CheckpointEvery == 0 || last || outOfTime)
             {
-                SaveCheckpoint(model, optimizer, ckptDir, step + 1, losses);
+                SaveCheckpoint(model, optimizer, ckptDir, step + 1, losses, recipe);
                 if (outOfTime && !last)
                 {
                     log.WriteLine($"stopped by --minutes after step {step + 1}/{steps}; continue with --resume");
@@ -158,6 +175,7 @@ public static class LlamaTrainer
         File.WriteAllText(Path.Combine(o.OutDir, "training.json"), new JsonObject
         {
             ["preset"] = preset.Name, ["seed"] = o.Seed, ["steps"] = steps, ["batch"] = preset.Batch, ["seqlen"] = preset.Seqlen,
+            ["lr"] = peakLr, ["bos_first"] = o.BosFirst,
             ["tokens_seen"] = steps * tokensPerStep, ["train_tokens"] = stream.Length,
             ["final_loss_mean_last_50"] = final, ["parameters"] = config.ParameterCount,
             ["seconds"] = clock.Elapsed.TotalSeconds,   // this process only; a resumed run counts from its resume
@@ -191,7 +209,7 @@ public static class LlamaTrainer
         return new LlamaModel(c, embed, blocks, Ones(c.HiddenSize), null);
     }
 
-    static void SaveCheckpoint(LlamaModel model, OptimizerHelper optimizer, string dir, int step, List<(int Step, double Loss)> losses)
+    static void SaveCheckpoint(LlamaModel model, OptimizerHelper optimizer, string dir, int step, List<(int Step, double Loss)> losses, JsonObject recipe)
     {
         Directory.CreateDirectory(dir);
         SafeTensors.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors().Select(nt => (nt.Name, nt.Tensor.detach())).ToList());
@@ -201,6 +219,7 @@ public static class LlamaTrainer
         File.WriteAllText(Path.Combine(dir, "state.json.tmp"), new JsonObject
         {
             ["step"] = step,
+            ["recipe"] = recipe.DeepClone(),
             ["losses"] = new JsonArray(losses.Select(x => (JsonNode)new JsonArray(x.Step, x.Loss)).ToArray()),
         }.ToJsonString());
         File.Move(Path.Combine(dir, "state.json.tmp"), Path.Combine(dir, "state.json"), overwrite: true);
