@@ -83,7 +83,12 @@ public abstract class PruneOptionsBase : CalibrationOptions
         if (NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {NSamples}");
         if (Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {Seqlen}");
         if (Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {Windows}");
-        string modelDir = Defaults.Model(Model);
+        return CheckModel(Defaults.Model(Model), target);
+    }
+
+    /// <summary>A checkpoint folder's config.json against --seqlen and the target (also the transfer model of `search`).</summary>
+    public LlamaConfig CheckModel(string modelDir, PruneTarget target)
+    {
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
         if (Seqlen > config.MaxPositionEmbeddings)
             throw new PrunerZeroException($"--seqlen {Seqlen} exceeds the model's max_position_embeddings {config.MaxPositionEmbeddings}");

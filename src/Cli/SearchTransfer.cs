@@ -7,9 +7,10 @@ using PrunerZero.Search;
 namespace PrunerZero.Cli;
 
 /// <summary>
-/// `search --transfer-model DIR`: the second model is checked before the search starts (a full load with the run's
-/// data and calibration options, then released), hashed, and opened again only for the transfer step at the end,
-/// while the search model is still loaded (both are in memory then).
+/// `search --transfer-model DIR`: the second model is checked before the search starts (config against --seqlen and
+/// the target, memory for it with G beside the search model's weights, then a full load with the run's data and
+/// calibration options, released again), hashed, and opened again only for the transfer step at the end, while the
+/// search model is still loaded (both are in memory then).
 /// </summary>
 static class Transfer
 {
@@ -20,10 +21,11 @@ static class Transfer
         string sha;
         try
         {
-            var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(dir), "config.json"));
-            if (o.Seqlen > config.MaxPositionEmbeddings)
-                throw new PrunerZeroException($"--seqlen {o.Seqlen} exceeds its max_position_embeddings {config.MaxPositionEmbeddings}");
-            PruneOptionsBase.CheckTarget(target, config);
+            var config = o.CheckModel(dir, target);
+            long searchWeights = Checkpoint.TensorBytes(o.Session().ModelDir);
+            int seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
+            try { MemoryPlan.Check(config, Checkpoint.TensorBytes(dir), o.NSamples, seqlen, withG: true, MemoryPlan.AvailableBytes() - searchWeights); }
+            catch (PrunerZeroException e) { throw new PrunerZeroException($"beside the search model's {LlamaModel.Gib(searchWeights)} of weights, {e.Message}"); }
             sha = ContentHash.OfCheckpoint(dir);
             log.WriteLine($"transfer model {dir} (sha256 {sha}): checking that it loads");
             using var session = new PruneSession(options, TextWriter.Null, progress);

@@ -49,7 +49,7 @@ public static class StatsCommand
         var tokenizer = TextTokenizer.Load(modelDir, config);
         var calib = CalibrationSet.Build(calibPath, tokenizer, o.NSamples, seqlen, sampling, o.CalibSeed);
         Corpus.CheckTokenIds(calib.Windows.SelectMany(w => w.Select(t => (int)t)), config.VocabSize, calibPath);
-        long weightBytes = Checkpoint.Entries(modelDir).Sum(e => e.Entry.End - e.Entry.Begin);
+        long weightBytes = Checkpoint.TensorBytes(modelDir);
         Console.Error.WriteLine(MemoryPlan.For(config, weightBytes, o.NSamples, seqlen).Describe(withG: false));
         MemoryPlan.Check(config, weightBytes, o.NSamples, seqlen, withG: false, MemoryPlan.AvailableBytes());
 

@@ -36,22 +36,28 @@ public static class TransferRun
         foreach (var b in baselines) subjects.Add((b.Name, b.Expr, b.Full));
 
         var stored = store.LoadTransfers(target.Sha256);
+        // One evaluation per canonical form (a leader may be a baseline in another spelling).
+        var missing = subjects.Where(s => !stored.ContainsKey(Oos.Canonical(s.Expr))).DistinctBy(s => Oos.Canonical(s.Expr)).ToList();
+        progress?.Report(missing.Count == 0
+            ? $"transfer: all {subjects.Count} results on {target.Model} are stored"
+            : $"transfer: {missing.Count} metrics to evaluate on {target.Model} ({subjects.Count} rows)");
         IFitness? fitness = null;
         try
         {
-            foreach (var (name, expr, _) in subjects)
+            int done = 0;
+            foreach (var (name, expr, _) in missing)
             {
                 string key = Oos.Canonical(expr);
-                if (stored.ContainsKey(key)) continue;
                 ct.ThrowIfCancellationRequested();
                 fitness ??= target.Open();
-                progress?.Report($"transfer: {name} = {expr} on {target.Model}");
                 var sw = Stopwatch.StartNew();
                 var r = fitness.Full(expr, ct) ?? throw new InvalidOperationException($"transfer fitness returned null for {expr}");
                 if (r.Seconds <= 0) r = r with { Seconds = sw.Elapsed.TotalSeconds };
                 var row = new StoredTransfer(target.Model, fitness.Protocol, r);
                 store.AddTransfer(target.Sha256, key, row);
                 stored[key] = row;
+                string outcome = r.Valid ? $"perplexity {r.Perplexity:0.###}" : $"invalid: {r.InvalidReason}";
+                progress?.Report($"transfer {++done}/{missing.Count}: {name} = {expr}: {outcome} ({r.Seconds:0.0} s)");
             }
         }
         finally
