@@ -7,18 +7,14 @@ using PrunerZero.Search;
 
 namespace PrunerZero.Search.Tests;
 
-public sealed class TransferRunTests : IDisposable
+public sealed class TransferRunTests() : TempRoot("transfer")
 {
-    readonly string _root = Path.Combine(Path.GetTempPath(), "pz-transfer-" + Guid.NewGuid().ToString("N"));
-    public TransferRunTests() => Directory.CreateDirectory(_root);
-    public void Dispose() { try { Directory.Delete(_root, true); } catch (IOException) { } }
-
     static readonly Expr SearchTarget = MetricParser.Parse("mul(sqr(W), mms(G))");
     static readonly Expr TransferTargetMetric = MetricParser.Parse("mul(abs(W), sqrt(X))");
 
     SearchOptions Opts(TransferTarget? transfer, bool resume = false) => new()
     {
-        RunDir = Path.Combine(_root, "run"), Population = 10, Iterations = 20, TopK = 4, Seed = 3,
+        RunDir = Path.Combine(Root, "run"), Population = 10, Iterations = 20, TopK = 4, Seed = 3,
         Resume = resume, Protocol = "sparsity=0.5", ReportTop = 4, Transfer = transfer,
     };
 
@@ -43,7 +39,7 @@ public sealed class TransferRunTests : IDisposable
 
     long TransferRows()
     {
-        using var db = new SqliteConnection($"Data Source={Path.Combine(_root, "run", RunStore.FileName)};Pooling=False");
+        using var db = new SqliteConnection($"Data Source={Path.Combine(Root, "run", RunStore.FileName)};Pooling=False");
         db.Open();
         using var cmd = db.CreateCommand();
         cmd.CommandText = "SELECT count(*) FROM transfer";
