@@ -22,10 +22,14 @@ static class Transfer
         try
         {
             var config = o.CheckModel(dir, target);
-            long searchWeights = Checkpoint.TensorBytes(o.Session().ModelDir);
+            // With --cluster the search model is not loaded in this process; without, it is held during the transfer.
+            long searchWeights = o.Cluster is null ? Checkpoint.TensorBytes(o.Session().ModelDir) : 0;
             int seqlen = o.Seqlen ?? Perplexity.DefaultSeqlen(config);
             try { MemoryPlan.Check(config, Checkpoint.TensorBytes(dir), o.NSamples, seqlen, withG: true, MemoryPlan.AvailableBytes() - searchWeights); }
-            catch (PrunerZeroException e) { throw new PrunerZeroException($"beside the search model's {LlamaModel.Gib(searchWeights)} of weights, {e.Message}"); }
+            catch (PrunerZeroException e) when (searchWeights > 0)
+            {
+                throw new PrunerZeroException($"beside the search model's {LlamaModel.Gib(searchWeights)} of weights, {e.Message}");
+            }
             sha = ContentHash.OfCheckpoint(dir);
             log.WriteLine($"transfer model {dir} (sha256 {sha}): checking that it loads");
             using var session = new PruneSession(options, TextWriter.Null, progress);
