@@ -10,7 +10,7 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions, StatsOptions>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
                 (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
@@ -20,6 +20,7 @@ public static class Program
                 (TrainOptionsCli o) => TrainCommand.Run(o, args),
                 (WorkerOptions o) => WorkerCommand.Run(o),
                 (SynthOptions o) => SynthCommand.Run(o),
+                (StatsOptions o) => StatsCommand.Run(o),
                 _ => 2);
         }
         catch (PrunerZeroException e)

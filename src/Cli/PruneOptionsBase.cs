@@ -4,32 +4,14 @@ using PrunerZero.Runtime.Pruning;
 
 namespace PrunerZero.Cli;
 
-/// <summary>Options every pruning verb shares: model, calibration, target, evaluation.</summary>
-public abstract class PruneOptionsBase
+/// <summary>Options every pruning verb shares: model and calibration (<see cref="CalibrationOptions"/>), target, evaluation.</summary>
+public abstract class PruneOptionsBase : CalibrationOptions
 {
-    [Option("model", HelpText = "Checkpoint folder in Hugging Face layout (default: the embedded model).")]
-    public string? Model { get; set; }
-
     [Option("sparsity", HelpText = "Unstructured sparsity per row (default 0.5).")]
     public double? Sparsity { get; set; }
 
     [Option("nm", HelpText = "N:M semi-structured sparsity, e.g. 2:4 (instead of --sparsity).")]
     public string? NM { get; set; }
-
-    [Option("calib", HelpText = "Calibration text: C4-style json/jsonl(.gz) with a text field, or plain text (default: the shipped C4 sample).")]
-    public string? Calib { get; set; }
-
-    [Option("nsamples", Default = 128, HelpText = "Calibration windows.")]
-    public int NSamples { get; set; }
-
-    [Option("seqlen", HelpText = "Calibration and evaluation window (default: max_position_embeddings, capped at 4096).")]
-    public int? Seqlen { get; set; }
-
-    [Option("calib-sampling", Default = "random", HelpText = "random (the reference's seeded sampling) or stride (evenly spaced windows).")]
-    public string CalibSampling { get; set; } = "random";
-
-    [Option("calib-seed", Default = 0, HelpText = "Seed of the random calibration sampling.")]
-    public int CalibSeed { get; set; }
 
     [Option("dataset", HelpText = "Evaluation data: wikitext2 (default), a wiki.*.raw file or a wikitext parquet file.")]
     public string? Dataset { get; set; }
@@ -101,7 +83,12 @@ public abstract class PruneOptionsBase
         if (NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {NSamples}");
         if (Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {Seqlen}");
         if (Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {Windows}");
-        string modelDir = Defaults.Model(Model);
+        return CheckModel(Defaults.Model(Model), target);
+    }
+
+    /// <summary>A checkpoint folder's config.json against --seqlen and the target (also the transfer model of `search`).</summary>
+    public LlamaConfig CheckModel(string modelDir, PruneTarget target)
+    {
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
         if (Seqlen > config.MaxPositionEmbeddings)
             throw new PrunerZeroException($"--seqlen {Seqlen} exceeds the model's max_position_embeddings {config.MaxPositionEmbeddings}");
@@ -122,16 +109,11 @@ public abstract class PruneOptionsBase
     public SessionOptions Session() => new()
     {
         ModelDir = Defaults.Model(Model),
-        CalibPath = Calib ?? Defaults.Find(Defaults.Calibration),
+        CalibPath = CalibPath(),
         EvalPath = Defaults.Dataset(Dataset),
         NSamples = NSamples,
         Seqlen = Seqlen,
-        Sampling = CalibSampling.ToLowerInvariant() switch
-        {
-            "random" => Runtime.Pruning.CalibSampling.Random,
-            "stride" => Runtime.Pruning.CalibSampling.Stride,
-            _ => throw new PrunerZeroException($"--calib-sampling must be random or stride, got '{CalibSampling}'"),
-        },
+        Sampling = Sampling(),
         Seed = CalibSeed,
         CacheDir = Cache ?? SessionOptions.DefaultCacheDir(),
         EvalWindows = Windows,

@@ -22,6 +22,9 @@ public static class Checkpoint
         return dir;
     }
 
+    /// <summary>Bytes of a checkpoint's tensors as stored (and as held in memory once loaded).</summary>
+    public static long TensorBytes(string dir) => Entries(dir).Sum(e => e.Entry.End - e.Entry.Begin);
+
     /// <summary>The safetensors entries of a checkpoint folder, from the single file or the shard index.</summary>
     public static List<(SafeTensorEntry Entry, long DataStart)> Entries(string dir)
     {

@@ -6,6 +6,7 @@
 //   best.json     the best tree as nested {op, children}
 //   best.txt      the best tree as a prefix expression that `prune --metric` / `score` accept
 //   workers.csv   subject,kind,worker: which cluster worker evaluated what (cluster runs only)
+//   transfer.csv  the leaders and baselines on the transfer model (with --transfer-model; ReportWriter.Transfer.cs)
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -14,7 +15,7 @@ using PrunerZero.Kernels;
 
 namespace PrunerZero.Search;
 
-public static class ReportWriter
+public static partial class ReportWriter
 {
     public static Dictionary<string, string> Write(SearchOptions o, SearchReport r, string dbPath)
     {
@@ -42,6 +43,8 @@ public static class ReportWriter
             files["workers"] = Save(dir, "workers.csv", w.ToString());
         }
 
+        if (r.Transfer is not null) files["transfer"] = Save(dir, "transfer.csv", TransferCsv(r.Transfer));
+
         var json = new JsonObject
         {
             ["algorithm"] = SearchRun.Algorithm,
@@ -65,6 +68,7 @@ public static class ReportWriter
                 ["population"] = h.PopulationSize, ["evaluations"] = h.Evaluations, ["duplicates"] = h.Duplicates,
                 ["same_mask"] = h.SameMask,
             })]),
+            ["transfer"] = r.Transfer is null ? null : TransferJson(r.Transfer),
         };
         files["report-json"] = Save(dir, "report.json", json.ToJsonString(Indented) + "\n");
         files["report-md"] = Save(dir, "report.md", Markdown(o, r));
@@ -115,6 +119,7 @@ public static class ReportWriter
                 sb.Append(CultureInfo.InvariantCulture, $"| {b.Name} | `{b.Expr}` | {Ppl(b.Screen)} | {Ppl(b.Full)} |\n");
         }
         if (r.Best is not null) sb.Append(CultureInfo.InvariantCulture, $"\nBest (by full perplexity among the leaders): `{r.Best.Expr}`\n");
+        if (r.Transfer is not null) sb.Append(TransferMarkdown(r.Transfer));
         if (r.Workers.Count > 0)
         {
             sb.Append("\n| worker | screen checks | full checks |\n| --- | --- | --- |\n");

@@ -6,6 +6,7 @@
 //   population  (iteration, rank, eval_id)    the population after each iteration (0 = initial)
 //   history     (iteration, best, median, …)  what the plot and history.csv show
 //   baselines   (name, …)                     magnitude / wanda / pruner-zero through the same fitness
+//   transfer    (model_sha256, canonical, …)  the leaders and baselines on a second model (RunStore.Transfer.cs)
 //   evaluation_workers (subject, kind, worker) which cluster worker made each screen / full result
 //                                              (subject: the canonical form, or "baseline:NAME")
 // Each evaluation is committed on its own (autocommit, synchronous=FULL) the moment it finishes, so a
@@ -36,7 +37,7 @@ public sealed class RunParametersMismatchException(string message) : InvalidOper
 /// <summary>The run folder cannot be used as asked: a run already there, one in use by another process, a database that is not a run's.</summary>
 public sealed class RunStoreException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
 
-public sealed class RunStore : IDisposable
+public sealed partial class RunStore : IDisposable
 {
     public const string FileName = "search.db";
     /// <summary>Held (an exclusive OS lock on RUN/search.lock) for as long as a store is open: one process per run.</summary>

@@ -372,6 +372,8 @@ public static class SearchRun
                 }
             }
 
+            var transfer = o.Transfer is null ? null : TransferRun.Run(o.Transfer, top, baselines, store, progress, ct);
+
             // Best: the leader that holds up on the full split; screen fitness decides ties and the no-full case.
             CandidateResult? best = top.Where(c => c.Full is { Valid: true } f && double.IsFinite(f.Perplexity))
                                        .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
@@ -380,6 +382,7 @@ public static class SearchRun
                                           new Dictionary<string, string>())
             {
                 Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod,
+                Transfer = transfer,
             };
             var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
             if (best is not null)

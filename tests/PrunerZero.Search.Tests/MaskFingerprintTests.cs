@@ -6,17 +6,13 @@ using PrunerZero.Search;
 
 namespace PrunerZero.Search.Tests;
 
-public sealed class MaskFingerprintTests : IDisposable
+public sealed class MaskFingerprintTests() : TempRoot("fp")
 {
-    readonly string _root = Path.Combine(Path.GetTempPath(), "pz-fp-" + Guid.NewGuid().ToString("N"));
-    public MaskFingerprintTests() => Directory.CreateDirectory(_root);
-    public void Dispose() { try { Directory.Delete(_root, true); } catch (IOException) { } }
-
     static readonly Expr Target = MetricParser.Parse("mul(sqr(W), mms(G))");
 
     SearchOptions Opts(string name, bool resume = false) => new()
     {
-        RunDir = Path.Combine(_root, name), Population = 12, Iterations = 60, TopK = 4, Seed = 7,
+        RunDir = Path.Combine(Root, name), Population = 12, Iterations = 60, TopK = 4, Seed = 7,
         Resume = resume, Protocol = "sparsity=0.5", ReportTop = 5,
     };
 

@@ -5,18 +5,14 @@ using PrunerZero.Search;
 
 namespace PrunerZero.Search.Tests;
 
-public sealed class RunStoreSafetyTests : IDisposable
+public sealed class RunStoreSafetyTests() : TempRoot("store")
 {
-    readonly string _root = Path.Combine(Path.GetTempPath(), "pz-store-" + Guid.NewGuid().ToString("N"));
-    public RunStoreSafetyTests() => Directory.CreateDirectory(_root);
-    public void Dispose() { try { Directory.Delete(_root, true); } catch (IOException) { } }
-
     static readonly Expr Target = MetricParser.Parse("mul(sqr(W), mms(G))");
     static readonly Dictionary<string, string> Params = new() { ["a"] = "1" };
 
     string Db(string name)
     {
-        string d = Path.Combine(_root, name);
+        string d = Path.Combine(Root, name);
         Directory.CreateDirectory(d);
         return Path.Combine(d, RunStore.FileName);
     }
@@ -36,7 +32,7 @@ public sealed class RunStoreSafetyTests : IDisposable
     [Fact]
     public void Two_concurrent_resumes_one_wins_the_other_is_refused_and_nothing_is_written_twice()
     {
-        var o = new SearchOptions { RunDir = Path.Combine(_root, "race"), Population = 6, Iterations = 6, TopK = 3, Seed = 2, ReportTop = 2 };
+        var o = new SearchOptions { RunDir = Path.Combine(Root, "race"), Population = 6, Iterations = 6, TopK = 3, Seed = 2, ReportTop = 2 };
         SearchRun.Run(o with { Iterations = 2 }, new SyntheticFitness(Target), null, default);
         using var gate = new Barrier(2);
         var outcomes = new Exception?[2];
@@ -91,7 +87,7 @@ public sealed class RunStoreSafetyTests : IDisposable
     {
         var o = new SearchOptions
         {
-            RunDir = Path.Combine(_root, "inputs"), Population = 4, Iterations = 1, TopK = 2, ReportTop = 1,
+            RunDir = Path.Combine(Root, "inputs"), Population = 4, Iterations = 1, TopK = 2, ReportTop = 1,
             Inputs = new Dictionary<string, string> { ["dataset_sha256"] = "aaaa" },
         };
         SearchRun.Run(o, new SyntheticFitness(Target), null, default);
@@ -106,7 +102,7 @@ public sealed class RunStoreSafetyTests : IDisposable
     [Fact]
     public void Search_heights_above_the_limit_are_refused()
     {
-        var o = new SearchOptions { RunDir = Path.Combine(_root, "tall"), MinHeight = 3, MaxHeight = Trees.MaxSearchHeight + 1 };
+        var o = new SearchOptions { RunDir = Path.Combine(Root, "tall"), MinHeight = 3, MaxHeight = Trees.MaxSearchHeight + 1 };
         Assert.Throws<ArgumentException>(() => SearchRun.Run(o, new SyntheticFitness(Target), null, default));
         // At the limit, crossover children of the tallest trees stay within the Expr limits.
         var rng = Rng.For(1, 0, 0, 0);

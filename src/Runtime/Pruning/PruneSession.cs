@@ -61,7 +61,7 @@ public sealed class PruneSession : IDisposable
         Corpus.CheckTokenIds(EvalTokens, config.VocabSize, o.EvalPath);
         Calibration = CalibrationSet.Build(o.CalibPath, Tokenizer, o.NSamples, Seqlen, o.Sampling, o.Seed);
         Corpus.CheckTokenIds(Calibration.Windows.SelectMany(w => w.Select(t => (int)t)), config.VocabSize, o.CalibPath);
-        WeightBytes = Checkpoint.Entries(o.ModelDir).Sum(e => e.Entry.End - e.Entry.Begin);
+        WeightBytes = Checkpoint.TensorBytes(o.ModelDir);
         Plan = MemoryPlan.For(config, WeightBytes, o.NSamples, Seqlen);
         log.WriteLine(Plan.Describe(withG: false));
         MemoryPlan.Check(config, WeightBytes, o.NSamples, Seqlen, withG: false, MemoryPlan.AvailableBytes());

@@ -1,0 +1,35 @@
+using CommandLine;
+using PrunerZero.Runtime;
+
+namespace PrunerZero.Cli;
+
+/// <summary>The model and its calibration windows: the options of the pruning verbs and of `stats`.</summary>
+public abstract class CalibrationOptions
+{
+    [Option("model", HelpText = "Checkpoint folder in Hugging Face layout (default: the embedded model).")]
+    public string? Model { get; set; }
+
+    [Option("calib", HelpText = "Calibration text: C4-style json/jsonl(.gz) with a text field, or plain text (default: the shipped C4 sample).")]
+    public string? Calib { get; set; }
+
+    [Option("nsamples", Default = 128, HelpText = "Calibration windows.")]
+    public int NSamples { get; set; }
+
+    [Option("seqlen", HelpText = "Calibration and evaluation window (default: max_position_embeddings, capped at 4096).")]
+    public int? Seqlen { get; set; }
+
+    [Option("calib-sampling", Default = "random", HelpText = "random (the reference's seeded sampling) or stride (evenly spaced windows).")]
+    public string CalibSampling { get; set; } = "random";
+
+    [Option("calib-seed", Default = 0, HelpText = "Seed of the random calibration sampling.")]
+    public int CalibSeed { get; set; }
+
+    public string CalibPath() => Calib ?? Defaults.Find(Defaults.Calibration);
+
+    public Runtime.Pruning.CalibSampling Sampling() => CalibSampling.ToLowerInvariant() switch
+    {
+        "random" => Runtime.Pruning.CalibSampling.Random,
+        "stride" => Runtime.Pruning.CalibSampling.Stride,
+        _ => throw new PrunerZeroException($"--calib-sampling must be random or stride, got '{CalibSampling}'"),
+    };
+}
