@@ -50,6 +50,9 @@ public sealed class PruningFitness(PruneSession session, PruneTarget target, IMe
 {
     readonly Lock _lock = new();
 
+    /// <summary>Windows of <see cref="Screen"/>.</summary>
+    public int ScreenWindows => screenWindows;
+
     public string FingerprintMethod => $"SHA-256 of the packed prune bits of every linear, screen protocol, {target}";
 
     /// <summary>The masks Screen would apply, hashed: scores and selection on the dense model, no forward pass.</summary>
