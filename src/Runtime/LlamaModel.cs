@@ -87,8 +87,11 @@ public sealed class LlamaBlock : IDisposable
     /// </summary>
     public LlamaBlock AttentionFloat32Copy()
     {
-        static Tensor C(Tensor t) => t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32);
-        return new() { InputNorm = C(InputNorm), Q = C(Q), K = C(K), V = C(V), O = C(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down };
+        return new()
+        {
+            InputNorm = LlamaModel.Float32Copy(InputNorm), Q = LlamaModel.Float32Copy(Q), K = LlamaModel.Float32Copy(K),
+            V = LlamaModel.Float32Copy(V), O = LlamaModel.Float32Copy(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down,
+        };
     }
 
     /// <summary>Writes the linears of a <see cref="Float32"/> working block back in this block's dtype (pruned zeros stay exact zeros).</summary>
@@ -134,6 +137,9 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>A float32 handle of t in the current dispose scope: an alias when t is float32, else a converted copy.</summary>
     public static Tensor AsFloat32(Tensor t) => t.dtype == ScalarType.Float32 ? t.alias() : t.to(ScalarType.Float32);
+
+    /// <summary>A float32 copy of t that shares no storage with it (a new autograd leaf), in the current dispose scope.</summary>
+    public static Tensor Float32Copy(Tensor t) => t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32);
 
     /// <summary>Every tensor in Hugging Face naming (lm_head omitted when tied, as HF saves it).</summary>
     public IEnumerable<(string Name, Tensor Tensor)> NamedTensors()

@@ -146,11 +146,7 @@ public sealed class GradientStats : IDisposable
                     var x = xs[j].detach().requires_grad_(true);
                     model.AttentionHalf(w, x, cos!, sin!).backward([grads[j]]);
                     using (no_grad())
-                        foreach (var k in kinds)
-                        {
-                            acc[k].addcmul_(w[k].grad!, w[k].grad!, Scale * Scale);   // (100 g)², no weight-sized temporaries
-                            w[k].grad!.zero_();
-                        }
+                        foreach (var k in kinds) Accumulate(acc[k], w[k]);
                     var down = x.grad!.detach().clone().DetachFromDisposeScope();
                     grads[j].Dispose();
                     grads[j] = down;
@@ -160,6 +156,13 @@ public sealed class GradientStats : IDisposable
                     w[k].grad?.Dispose();
                     sink(layer, k, acc[k].sqrt_());
                 }
+            }
+
+            // acc += (100 g)² of one window's gradient on w (no weight-sized temporaries), and the gradient cleared for the next window.
+            static void Accumulate(Tensor acc, Tensor w)
+            {
+                acc.addcmul_(w.grad!, w.grad!, Scale * Scale);
+                w.grad!.zero_();
             }
 
             // The MLP half, h + down(silu(gate x)·up x) with x = RMSNorm(h), in parts along the intermediate dimension:
@@ -177,7 +180,7 @@ public sealed class GradientStats : IDisposable
                 {
                     using var part = NewDisposeScope();
                     long start = p * width, len = Math.Min(width, block.Gate.shape[0] - start);
-                    static Tensor Leaf(Tensor t) => (t.dtype == ScalarType.Float32 ? t.detach().clone() : t.detach().to(ScalarType.Float32)).requires_grad_(true);
+                    static Tensor Leaf(Tensor t) => LlamaModel.Float32Copy(t).requires_grad_(true);
                     var w = new[] { Leaf(block.Gate.narrow(0, start, len)), Leaf(block.Up.narrow(0, start, len)), Leaf(block.Down.narrow(1, start, len)) };
                     var dst = new[] { acc[0].narrow(0, start, len), acc[1].narrow(0, start, len), acc[2].narrow(1, start, len) };
                     for (int j = 0; j < n; j++)
@@ -189,11 +192,7 @@ public sealed class GradientStats : IDisposable
                         y.backward([grads[j]]);
                         using (no_grad())
                         {
-                            for (int k = 0; k < 3; k++)
-                            {
-                                dst[k].addcmul_(w[k].grad!, w[k].grad!, Scale * Scale);
-                                w[k].grad!.zero_();
-                            }
+                            for (int k = 0; k < 3; k++) Accumulate(dst[k], w[k]);
                             next[j].add_(x.grad!);
                         }
                     }
