@@ -1,4 +1,5 @@
 using CommandLine;
+using Microsoft.Data.Sqlite;
 using PrunerZero.Runtime;
 
 namespace PrunerZero.Cli;
@@ -26,6 +27,12 @@ public static class Program
         catch (PrunerZeroException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (DiskSpace.IsFull(e) || e is SqliteException { SqliteErrorCode: 13 })
+        {
+            // SQLITE_FULL (13) is the run store meeting a full disk. A search resumes from its store once there is room.
+            Console.Error.WriteLine($"error: the disk is full: {e.Message}; free some space (or choose another --out, --run or --cache) and run again");
             return 1;
         }
         catch (Exception e)

@@ -10,7 +10,7 @@ public sealed class TrainOptionsCli
     [Option("out", Required = true, HelpText = "Output folder (Hugging Face layout).")]
     public string Out { get; set; } = "";
 
-    [Option("config", Default = "tiny", HelpText = "Model preset: tiny (the embedded default) or micro (smoke tests).")]
+    [Option("config", Default = "tiny", HelpText = "Model preset: tiny (the embedded default), narrow (width 128, the transfer model) or micro (smoke tests).")]
     public string Config { get; set; } = "tiny";
 
     [Option("steps", HelpText = "Optimizer steps (default: the preset's).")]

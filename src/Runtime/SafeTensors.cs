@@ -156,6 +156,8 @@ public static class SafeTensors
         }
         var names = shards.Count == 1 ? ["model.safetensors"]
             : shards.Select((_, i) => $"model-{i + 1:00000}-of-{shards.Count:00000}.safetensors").ToArray();
+        // All shards' bytes before the first is written: a checkpoint does not fail at its third shard.
+        DiskSpace.Require(Path.Combine(dir, names[0]), specs.Sum(s => s.Bytes));
         for (int i = 0; i < shards.Count; i++)
         {
             using var w = new SafeTensorsWriter(Path.Combine(dir, names[i]), shards[i], metadata);
@@ -229,6 +231,7 @@ public sealed class SafeTensorsWriter : IDisposable
         // A temporary name of its own: two processes filling the same cache entry (two searches, or cluster workers
         // on one machine) each write their own file, and the last rename wins (same content, atomic replace).
         _tmp = $"{path}.{Environment.ProcessId}.{Interlocked.Increment(ref s_writers)}.tmp";
+        DiskSpace.Require(path, 8 + padded + offset);
         _fs = new FileStream(_tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         _fs.Write(BitConverter.GetBytes((ulong)padded));
         _fs.Write(headerBytes);

@@ -95,4 +95,13 @@ public class StatsCliTests
         CliRunner.UserError("--seqlen 65 exceeds", "stats", "--model", s.Model, "--calib", s.Calib, "--seqlen", "65");
         CliRunner.UserError("--calib-sampling must be random or stride", "stats", "--model", s.Model, "--calib", s.Calib, "--calib-sampling", "every");
     }
+
+    [Fact]
+    public void AFullDiskIsOneLineUserErrorNotAnInternalFailure()
+    {
+        // /dev/full accepts the open and fails every write with ENOSPC: the CSV write at the end meets a full disk.
+        if (!File.Exists("/dev/full")) return;   // Linux only; the check below is what runs in CI
+        var s = PipelineTests.Setup();
+        CliRunner.UserError("the disk is full", "stats", "--model", s.Model, "--calib", s.Calib, "--nsamples", "2", "--seqlen", "16", "--csv", "/dev/full");
+    }
 }

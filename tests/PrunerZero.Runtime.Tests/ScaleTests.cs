@@ -206,4 +206,17 @@ public class SafeTensorsWriterTests
         Assert.Equal(Enumerable.Repeat(2f, 6), TestCheckpoints.Floats(got));
         Assert.Equal(["g.safetensors"], Directory.GetFiles(Path.GetDirectoryName(path)!).Select(Path.GetFileName));
     }
+
+    [Fact]
+    public void AWriterThatCannotFitRefusesBeforeWritingAByte()
+    {
+        string dir = TestCheckpoints.TempDir("stw-full");
+        string path = Path.Combine(dir, "big.safetensors");
+        var specs = new List<TensorSpec> { new("w", "F32", [1L << 48]) };   // 1 PiB: no disk here has it free
+        var e = Assert.Throws<PrunerZeroException>(() => new SafeTensorsWriter(path, specs));
+        Assert.Contains("not enough disk space to write " + path, e.Message);
+        Assert.Contains("1048576.00 GiB", e.Message);   // what it needs, then what the folder has
+        Assert.Contains(dir, e.Message);
+        Assert.Empty(Directory.GetFiles(dir));
+    }
 }

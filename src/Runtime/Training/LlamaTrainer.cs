@@ -35,6 +35,9 @@ public sealed record TrainPreset(string Name, int Vocab, int Hidden, int Interme
         // used and pruning has a clear signal; GQA with half as many key/value heads as heads.
         // 850 steps × 16 × 256 tokens (3.5 M tokens) take about 27 minutes on 2 cores.
         ["tiny"] = new("tiny", 4096, 192, 512, 4, 6, 3, 256, 16, 850, 3e-3),
+        // A second model for transfer checks (issue 15): another width (128 / 352, 4 heads, 2 key/value heads) with
+        // tiny's vocabulary, depth and context, so a metric searched on tiny is re-checked on a model it never saw.
+        ["narrow"] = new("narrow", 4096, 128, 352, 4, 4, 2, 256, 16, 850, 3e-3),
         // For tests and smoke runs: seconds, not minutes.
         ["micro"] = new("micro", 320, 32, 64, 2, 4, 2, 64, 4, 20, 3e-3),
     };
