@@ -36,8 +36,8 @@ public sealed class SearchOptionsCli : PruneOptionsBase
     [Option("wait", Default = 300, HelpText = "With --cluster: seconds to wait for a reachable, compatible worker before failing.")]
     public int Wait { get; set; }
 
-    [Option("transfer-model", HelpText = "A second checkpoint: after the full re-check, the leaders and baselines are pruned and evaluated on it with the same full protocol (transfer table in report.md, transfer.csv). Given once.")]
-    public string? TransferModel { get; set; }
+    [Option("transfer-model", Separator = ',', HelpText = "Other checkpoints (DIR[,DIR...]): after the full re-check, the leaders and baselines are pruned and evaluated on each with the same full protocol, one model loaded at a time (a transfer table per model in report.md, all rows in transfer.csv).")]
+    public IEnumerable<string> TransferModels { get; set; } = [];
 }
 
 /// <summary>
@@ -96,7 +96,7 @@ public static class SearchCommand
         var inputs = RunInputs(o);
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
-        var transfer = o.TransferModel is null ? null : Transfer.Check(o, target, log, progress);
+        var transfers = Transfer.CheckAll(o, target, log, progress);
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); log.WriteLine("stopping after the current evaluation; continue with --resume"); };
         using var resources = new Resources();
@@ -119,7 +119,7 @@ public static class SearchCommand
             {
                 RunDir = o.Run, Population = o.Population, Iterations = o.Iterations, MinHeight = o.MinDepth, MaxHeight = o.MaxDepth,
                 TopK = o.TopK, Mutation = o.Mutation, Seed = o.Seed, Resume = o.Resume, ReportTop = o.ReportTop,
-                Protocol = $"target={target}", Inputs = inputs, Transfer = transfer,
+                Protocol = $"target={target}", Inputs = inputs, Transfers = transfers,
             }, fitness, new SearchProgress(log), cts.Token);
         }
         catch (RunParametersMismatchException e) { throw new PrunerZeroException(e.Message); }
@@ -136,7 +136,7 @@ public static class SearchCommand
         foreach (var b in report.Baselines)
             Console.WriteLine($"{"base",4}  {b.Screen.Perplexity,10:0.000}  {b.Full.Perplexity,10:0.000}  {b.Name} = {b.Expr}");
         if (report.Best is { } best) Console.WriteLine($"best: {best.Expr}  (full perplexity {best.Full?.Perplexity:0.000})");
-        if (report.Transfer is { } tr) Transfer.Print(tr);
+        foreach (var tr in report.Transfers) Transfer.Print(tr);
         Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}, same mask {report.SameMask}");
         if (fitness is Cluster.ClusterFitness cf) Console.WriteLine(cf.Rates());
         foreach (var (kind, path) in report.Files) Console.WriteLine($"{kind}: {path}");

@@ -14,9 +14,22 @@ namespace PrunerZero.Cli;
 /// </summary>
 static class Transfer
 {
-    public static TransferTarget Check(SearchOptionsCli o, PruneTarget target, TextWriter log, IProgress<string> progress)
+    /// <summary>Every --transfer-model, checked in the order given; one given twice (same folder or same content) is refused.</summary>
+    public static List<TransferTarget> CheckAll(SearchOptionsCli o, PruneTarget target, TextWriter log, IProgress<string> progress)
     {
-        string dir = o.TransferModel!;
+        var targets = new List<TransferTarget>();
+        foreach (var dir in o.TransferModels)
+        {
+            var t = Check(o, dir, target, log, progress);
+            if (targets.FirstOrDefault(p => p.Sha256 == t.Sha256 || PathSafety.SameLocation(p.Model, dir)) is { } twice)
+                throw new PrunerZeroException($"--transfer-model {dir}: given twice (the same checkpoint as {twice.Model})");
+            targets.Add(t);
+        }
+        return targets;
+    }
+
+    static TransferTarget Check(SearchOptionsCli o, string dir, PruneTarget target, TextWriter log, IProgress<string> progress)
+    {
         var options = o.Session() with { ModelDir = dir, EvalWindows = null };
         string sha;
         try

@@ -6,7 +6,7 @@
 //   best.json     the best tree as nested {op, children}
 //   best.txt      the best tree as a prefix expression that `prune --metric` / `score` accept
 //   workers.csv   subject,kind,worker: which cluster worker evaluated what (cluster runs only)
-//   transfer.csv  the leaders and baselines on the transfer model (with --transfer-model; ReportWriter.Transfer.cs)
+//   transfer.csv  the leaders and baselines on each transfer model (with --transfer-model; ReportWriter.Transfer.cs)
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -43,7 +43,7 @@ public static partial class ReportWriter
             files["workers"] = Save(dir, "workers.csv", w.ToString());
         }
 
-        if (r.Transfer is not null) files["transfer"] = Save(dir, "transfer.csv", TransferCsv(r.Transfer));
+        if (r.Transfers.Count > 0) files["transfer"] = Save(dir, "transfer.csv", TransferCsv(r.Transfers));
 
         var json = new JsonObject
         {
@@ -68,7 +68,7 @@ public static partial class ReportWriter
                 ["population"] = h.PopulationSize, ["evaluations"] = h.Evaluations, ["duplicates"] = h.Duplicates,
                 ["same_mask"] = h.SameMask,
             })]),
-            ["transfer"] = r.Transfer is null ? null : TransferJson(r.Transfer),
+            ["transfer"] = new JsonArray([.. r.Transfers.Select(t => (JsonNode)TransferJson(t))]),
         };
         files["report-json"] = Save(dir, "report.json", json.ToJsonString(Indented) + "\n");
         files["report-md"] = Save(dir, "report.md", Markdown(o, r));
@@ -119,7 +119,7 @@ public static partial class ReportWriter
                 sb.Append(CultureInfo.InvariantCulture, $"| {b.Name} | `{b.Expr}` | {Ppl(b.Screen)} | {Ppl(b.Full)} |\n");
         }
         if (r.Best is not null) sb.Append(CultureInfo.InvariantCulture, $"\nBest (by full perplexity among the leaders): `{r.Best.Expr}`\n");
-        if (r.Transfer is not null) sb.Append(TransferMarkdown(r.Transfer));
+        foreach (var t in r.Transfers) sb.Append(TransferMarkdown(t));
         if (r.Workers.Count > 0)
         {
             sb.Append("\n| worker | screen checks | full checks |\n| --- | --- | --- |\n");

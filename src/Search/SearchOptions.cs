@@ -33,8 +33,8 @@ public sealed record SearchOptions
     public int ReportTop { get; init; } = 10;
     /// <summary>Evaluate magnitude, wanda and pruner-zero through the same fitness at the end.</summary>
     public bool Baselines { get; init; } = true;
-    /// <summary>A second model: the leaders and baselines are evaluated on it at the end (<see cref="TransferRun"/>); not part of the run's identity.</summary>
-    public TransferTarget? Transfer { get; init; }
+    /// <summary>Other models: the leaders and baselines are evaluated on each at the end (<see cref="TransferRun"/>), one at a time; not part of the run's identity.</summary>
+    public IReadOnlyList<TransferTarget> Transfers { get; init; } = [];
 
     internal void Validate()
     {
@@ -84,8 +84,8 @@ public sealed record SearchReport(
 {
     /// <summary>Which cluster worker evaluated what (empty for a single-process run).</summary>
     public IReadOnlyList<WorkerAssignment> Workers { get; init; } = [];
-    /// <summary>The leaders and baselines on the transfer model; null without one.</summary>
-    public TransferReport? Transfer { get; init; }
+    /// <summary>The leaders and baselines on each transfer model, in the order given; empty without one.</summary>
+    public IReadOnlyList<TransferReport> Transfers { get; init; } = [];
     /// <summary>Evaluations (of Evaluations) whose masks equalled an earlier one's: fitness copied, no forward pass.</summary>
     public int SameMask { get; init; }
     /// <summary>How masks were fingerprinted; null when the fitness makes no fingerprints (e.g. a cluster).</summary>

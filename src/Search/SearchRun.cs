@@ -372,7 +372,7 @@ public static class SearchRun
                 }
             }
 
-            var transfer = o.Transfer is null ? null : TransferRun.Run(o.Transfer, top, baselines, store, progress, ct);
+            var transfers = o.Transfers.Select(t => TransferRun.Run(t, top, baselines, store, progress, ct)).ToList();
 
             // Best: the leader that holds up on the full split; screen fitness decides ties and the no-full case.
             CandidateResult? best = top.Where(c => c.Full is { Valid: true } f && double.IsFinite(f.Perplexity))
@@ -382,7 +382,7 @@ public static class SearchRun
                                           new Dictionary<string, string>())
             {
                 Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod,
-                Transfer = transfer,
+                Transfers = transfers,
             };
             var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
             if (best is not null)

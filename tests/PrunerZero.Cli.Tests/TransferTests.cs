@@ -15,11 +15,12 @@ public class TransferTests
     static List<Row> ReadCsv(string path)
     {
         var lines = File.ReadAllLines(path);
-        Assert.Equal("name,metric,search_ppl,transfer_ppl,search_rank,transfer_rank,transfer_valid,transfer_reason,transfer_seconds", lines[0]);
+        Assert.Equal("transfer_model,name,metric,search_ppl,transfer_ppl,search_rank,transfer_rank,transfer_valid,transfer_reason,transfer_seconds", lines[0]);
         static int? R(string v) => v.Length == 0 ? null : int.Parse(v, CultureInfo.InvariantCulture);
         return lines.Skip(1).Select(l =>
         {
-            // Metrics have commas: the metric field is quoted; the name never is.
+            // Metrics have commas: the metric field is quoted; the transfer model (a temp folder here) and the name never are.
+            l = l[(l.IndexOf(',') + 1)..];
             var name = l[..l.IndexOf(',')];
             var rest = l[(name.Length + 1)..];
             string metric;
@@ -96,7 +97,7 @@ public class TransferTests
         Assert.Contains($"`{other}`", md);
         foreach (var r in rows)
             Assert.Contains($"| {r.Name} | `{r.Metric}` | {r.SearchPpl.ToString("0.###", CultureInfo.InvariantCulture)} | {r.TransferPpl.ToString("0.###", CultureInfo.InvariantCulture)} | {r.SearchRank} | {r.TransferRank} |", md);
-        var t = report.RootElement.GetProperty("transfer");
+        var t = Assert.Single(report.RootElement.GetProperty("transfer").EnumerateArray());
         Assert.Equal(other, t.GetProperty("model").GetString());
         Assert.Equal(Runtime.ContentHash.OfCheckpoint(other), t.GetProperty("model_sha256").GetString());
         Assert.Equal(rows.Count, t.GetProperty("rows").GetArrayLength());
@@ -146,6 +147,13 @@ public class TransferTests
         wide["intermediate_size"] = 50;
         string odd = TestCheckpoints.Write(wide, seed: 3);
         CliRunner.UserError("intermediate_size", [.. SearchArgs(s, run), "--nm", "2:4", "--transfer-model", odd]);
+        Assert.False(File.Exists(Path.Combine(run, "search.db")));
+
+        // The same checkpoint twice (here as a copy elsewhere: same content) would only repeat the table.
+        string good = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 4);
+        string copy = TestCheckpoints.TempDir("transfer-twice");
+        foreach (var f in Directory.GetFiles(good)) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+        CliRunner.UserError("given twice", [.. SearchArgs(s, run), "--transfer-model", $"{good},{copy}"]);
         Assert.False(File.Exists(Path.Combine(run, "search.db")));
     }
 }

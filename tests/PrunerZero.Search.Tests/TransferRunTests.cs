@@ -1,4 +1,4 @@
-// The transfer step of a search (SearchOptions.Transfer) on synthetic fitnesses: which rows, their numbers against
+// The transfer step of a search (SearchOptions.Transfers) on synthetic fitnesses: which rows, their numbers against
 // the transfer fitness called directly, competition ranks, and resume (after a crash mid-transfer, after a finished
 // one, with a second transfer model) counted in fitness calls and model opens.
 using Microsoft.Data.Sqlite;
@@ -12,10 +12,11 @@ public sealed class TransferRunTests() : TempRoot("transfer")
     static readonly Expr SearchTarget = MetricParser.Parse("mul(sqr(W), mms(G))");
     static readonly Expr TransferTargetMetric = MetricParser.Parse("mul(abs(W), sqrt(X))");
 
-    SearchOptions Opts(TransferTarget? transfer, bool resume = false) => new()
+    SearchOptions Opts(TransferTarget? transfer, bool resume = false, TransferTarget? another = null) => new()
     {
         RunDir = Path.Combine(Root, "run"), Population = 10, Iterations = 20, TopK = 4, Seed = 3,
-        Resume = resume, Protocol = "sparsity=0.5", ReportTop = 4, Transfer = transfer,
+        Resume = resume, Protocol = "sparsity=0.5", ReportTop = 4,
+        Transfers = [.. new[] { transfer, another }.OfType<TransferTarget>()],
     };
 
     /// <summary>A transfer model whose fitness is a second synthetic one; counts how often it is opened and its Full calls.</summary>
@@ -51,7 +52,7 @@ public sealed class TransferRunTests() : TempRoot("transfer")
     {
         var second = new Second("sha-a", seed: 9);
         var r = SearchRun.Run(Opts(second.Target), new SyntheticFitness(SearchTarget), null, default);
-        var t = Assert.IsType<TransferReport>(r.Transfer);
+        var t = Assert.Single(r.Transfers);
         Assert.Equal("second-9", t.Model);
         Assert.Equal("sha-a", t.Sha256);
 
@@ -92,14 +93,14 @@ public sealed class TransferRunTests() : TempRoot("transfer")
         var search = new SyntheticFitness(SearchTarget);
         var r = SearchRun.Run(Opts(second.Target, resume: true), search, null, default);
         Assert.Equal(0, search.ScreenCalls + search.FullCalls);
-        int distinct = r.Transfer!.Rows.Select(x => Oos.Canonical(x.Expr)).Distinct().Count();
+        int distinct = r.Transfers.Single().Rows.Select(x => Oos.Canonical(x.Expr)).Distinct().Count();
         Assert.Equal(distinct - 2, second.FullCalls);
         Assert.Equal(distinct, TransferRows());
 
         var again = new Second("sha-a", seed: 9);
         var r2 = SearchRun.Run(Opts(again.Target, resume: true), new SyntheticFitness(SearchTarget), null, default);
         Assert.Equal(0, again.Opens);   // nothing missing: the second model is not even opened
-        Assert.Equal(r.Transfer.Rows, r2.Transfer!.Rows);
+        Assert.Equal(r.Transfers.Single().Rows, r2.Transfers.Single().Rows);
 
         // Another transfer model (other content hash) on the finished run: its own results, no search work.
         var third = new Second("sha-b", seed: 11);
@@ -107,8 +108,35 @@ public sealed class TransferRunTests() : TempRoot("transfer")
         var r3 = SearchRun.Run(Opts(third.Target, resume: true), search, null, default);
         Assert.Equal(0, search.ScreenCalls + search.FullCalls);
         Assert.Equal(distinct, third.FullCalls);
-        Assert.Equal("sha-b", r3.Transfer!.Sha256);
+        Assert.Equal("sha-b", r3.Transfers.Single().Sha256);
         var direct = new SyntheticFitness(TransferTargetMetric, 11);
-        Assert.All(r3.Transfer.Rows, row => Assert.Equal(direct.Full(row.Expr, default).Perplexity, row.Transfer.Perplexity));
+        Assert.All(r3.Transfers.Single().Rows, row => Assert.Equal(direct.Full(row.Expr, default).Perplexity, row.Transfer.Perplexity));
+    }
+
+    [Fact]
+    public void Two_transfer_models_each_get_their_own_table_and_one_csv_holds_both()
+    {
+        var a = new Second("sha-a", seed: 9);
+        var b = new Second("sha-b", seed: 11);
+        var r = SearchRun.Run(Opts(a.Target, another: b.Target), new SyntheticFitness(SearchTarget), null, default);
+        Assert.Equal(["second-9", "second-11"], r.Transfers.Select(t => t.Model));
+        Assert.Equal((1, 1), (a.Opens, b.Opens));
+        foreach (var (t, seed) in r.Transfers.Zip([9, 11]))
+        {
+            var direct = new SyntheticFitness(TransferTargetMetric, seed);
+            Assert.All(t.Rows, row => Assert.Equal(direct.Full(row.Expr, default).Perplexity, row.Transfer.Perplexity));
+        }
+        Assert.NotEqual(r.Transfers[0].Rows.Select(x => x.Transfer.Perplexity), r.Transfers[1].Rows.Select(x => x.Transfer.Perplexity));
+
+        var csv = File.ReadAllLines(r.Files["transfer"]);
+        Assert.StartsWith("transfer_model,name,metric,", csv[0]);
+        Assert.Equal(r.Transfers.Sum(t => t.Rows.Count), csv.Length - 1);
+        Assert.Equal(r.Transfers[0].Rows.Count, csv.Count(l => l.StartsWith("second-9,")));
+        Assert.Equal(r.Transfers[1].Rows.Count, csv.Count(l => l.StartsWith("second-11,")));
+        string md = File.ReadAllText(r.Files["report-md"]);
+        Assert.True(md.IndexOf("## Transfer to `second-9`") is int i && i >= 0 && md.IndexOf("## Transfer to `second-11`") > i, md);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(r.Files["report-json"]));
+        Assert.Equal(["sha-a", "sha-b"], json.RootElement.GetProperty("transfer").EnumerateArray().Select(t => t.GetProperty("model_sha256").GetString()));
+        Assert.Equal(a.FullCalls + b.FullCalls, TransferRows());
     }
 }
