@@ -12,7 +12,7 @@ public sealed class BenchOptions : PruneOptionsBase
     [Option("metric", Default = "pruner-zero", HelpText = "Metric of the fitness check.")]
     public string Metric { get; set; } = "pruner-zero";
 
-    [Option("screen-windows", Default = 32, HelpText = "Windows of the fast fitness (evenly spaced over the test split).")]
+    [Option("screen-windows", Default = Defaults.ScreenWindows, HelpText = "Windows of the fast fitness (evenly spaced over the test split).")]
     public int ScreenWindows { get; set; }
 
     [Option("repeat", Default = 3, HelpText = "Fitness checks to time after the one-off costs.")]

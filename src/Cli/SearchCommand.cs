@@ -21,7 +21,7 @@ public sealed class SearchOptionsCli : PruneOptionsBase
     [Option("seed", Default = 0, HelpText = "Seed of the search.")] public long Seed { get; set; }
     [Option("resume", HelpText = "Continue the run in --run (its parameters must match).")] public bool Resume { get; set; }
 
-    [Option("screen-windows", Default = 32, HelpText = "Windows of the fast fitness, evenly spaced over the test split.")]
+    [Option("screen-windows", Default = Defaults.ScreenWindows, HelpText = "Windows of the fast fitness, evenly spaced over the test split.")]
     public int ScreenWindows { get; set; }
 
     [Option("report-top", Default = 10, HelpText = "Leaders re-checked on the full test split and reported.")]

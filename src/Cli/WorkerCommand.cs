@@ -12,7 +12,7 @@ public sealed class WorkerOptions : PruneOptionsBase
     [Option("cluster", Required = true, HelpText = "localhost[:PORT] (one machine; start the first worker first) or redis://HOST:PORT[/NAME].")]
     public string Cluster { get; set; } = "";
 
-    [Option("screen-windows", Default = 32, HelpText = "Windows of the fast fitness; must match the search's.")]
+    [Option("screen-windows", Default = Defaults.ScreenWindows, HelpText = "Windows of the fast fitness; must match the search's.")]
     public int ScreenWindows { get; set; }
 
     [Option("name", HelpText = "Name in progress lines and reports (default: HOST:SILO-PORT).")]
