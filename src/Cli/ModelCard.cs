@@ -17,8 +17,10 @@ public static class ModelCard
         var r = Perplexity.Evaluate(model, dir, tokens, bytes, "wiki.test.raw", Perplexity.DefaultSeqlen(config), null, progress);
         progress.Done();
         Console.Error.WriteLine(r.Describe());
+        // The card names the folder it lies in (the model's name), not the embedded default's.
+        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
         string card = $"""
-# pz-llama-tiny
+# {name}
 
 A small LLaMA-architecture model trained from scratch by this project, so that every verb has a real model
 to run on a machine with no downloads. It is not a useful language model; it is a real one: RMSNorm,
@@ -42,7 +44,7 @@ Reproduce ({training["seconds"]!.GetValue<double>() / 60:0.0} minutes for the tr
 {command}
 ```
 
-Evaluate: `prunerzero eval --model models/pz-llama-tiny` prints the perplexity above.
+Evaluate: `prunerzero eval --model {dir}` prints the perplexity above.
 
 ## Data and licences
 Trained on {string.Join(" and ", data.Select(Path.GetFileName))}, never on wiki.test.raw:
