@@ -14,21 +14,15 @@ namespace PrunerZero.Cli;
 /// </summary>
 static class Transfer
 {
-    /// <summary>Every --transfer-model, checked in the order given; one given twice (same folder or same content) is refused.</summary>
+    /// <summary>Every --transfer-model, checked in the order given; one given twice (the same content hash, so also the same folder) is refused.</summary>
     public static List<TransferTarget> CheckAll(SearchOptionsCli o, PruneTarget target, TextWriter log, IProgress<string> progress)
     {
         var targets = new List<TransferTarget>();
-        foreach (var dir in o.TransferModels)
-        {
-            var t = Check(o, dir, target, log, progress);
-            if (targets.FirstOrDefault(p => p.Sha256 == t.Sha256 || PathSafety.SameLocation(p.Model, dir)) is { } twice)
-                throw new PrunerZeroException($"--transfer-model {dir}: given twice (the same checkpoint as {twice.Model})");
-            targets.Add(t);
-        }
+        foreach (var dir in o.TransferModels) targets.Add(Check(o, dir, targets, target, log, progress));
         return targets;
     }
 
-    static TransferTarget Check(SearchOptionsCli o, string dir, PruneTarget target, TextWriter log, IProgress<string> progress)
+    static TransferTarget Check(SearchOptionsCli o, string dir, IReadOnlyList<TransferTarget> earlier, PruneTarget target, TextWriter log, IProgress<string> progress)
     {
         var options = o.Session() with { ModelDir = dir, EvalWindows = null };
         string sha;
@@ -44,6 +38,9 @@ static class Transfer
                 throw new PrunerZeroException($"beside the search model's {LlamaModel.Gib(searchWeights)} of weights, {e.Message}");
             }
             sha = ContentHash.OfCheckpoint(dir);
+            // Refused before its trial load: a second copy would only repeat a table.
+            if (earlier.FirstOrDefault(p => p.Sha256 == sha) is { } twice)
+                throw new PrunerZeroException($"given twice (the same checkpoint as {twice.Model})");
             log.WriteLine($"transfer model {dir} (sha256 {sha}): checking that it loads");
             using var session = new PruneSession(options, TextWriter.Null, progress);
         }

@@ -30,6 +30,6 @@ public static class DiskSpace
         return false;
     }
 
-    public static string Format(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):0.00} GiB"
+    public static string Format(long bytes) => bytes >= 1L << 30 ? LlamaModel.Gib(bytes)
         : bytes >= 1L << 20 ? $"{bytes / (double)(1L << 20):0.0} MiB" : $"{bytes} bytes";
 }

@@ -153,7 +153,8 @@ public class TransferTests
         string good = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 4);
         string copy = TestCheckpoints.TempDir("transfer-twice");
         foreach (var f in Directory.GetFiles(good)) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
-        CliRunner.UserError("given twice", [.. SearchArgs(s, run), "--transfer-model", $"{good},{copy}"]);
+        string twice = CliRunner.UserError("given twice", [.. SearchArgs(s, run), "--transfer-model", $"{good},{copy}"]);
+        Assert.Single(twice.Split('\n'), l => l.Contains("checking that it loads"));   // the copy is refused before its trial load
         Assert.False(File.Exists(Path.Combine(run, "search.db")));
     }
 }
