@@ -1,4 +1,4 @@
-// libpz_torch_compat.so: three fixes for TorchSharp 0.107's native library, loaded as its DT_NEEDED
+// libpz_torch_compat.so: fixes for TorchSharp 0.107's native library, loaded as its DT_NEEDED
 // (added by pz_torchsharp_patch), so they are in place before libtorch allocates anything.
 //
 // 1. std::ios_base_library_init() for libstdc++ older than GCC 13.
@@ -8,16 +8,23 @@
 //    symbol nor that self-initialisation. We define the symbol and keep one std::ios_base::Init alive for
 //    the life of the process, which is what the old headers did.
 //
-// 2. THSTorch_dispose_scalar, deferred by one to two seconds.
-//    TorchSharp passes a Scalar's native handle to an op without keeping the managed Scalar alive
-//    (`a.add(b)` makes a temporary Scalar(1), reads its handle, calls THSTensor_add). When a GC on another
-//    thread runs during that call, the Scalar's finalizer may free the c10::Scalar while the op reads it:
-//    "Expected false to be true" from c10::Scalar::toFloat, or a wrong alpha. pz_torchsharp_patch renames
-//    the library's own export, so P/Invoke lookups (dlsym on the library's handle, which searches its
-//    dependencies next) find this definition. Freed scalars wait in the current generation; a generation
-//    older than one second is deleted on a later dispose, long after any op that was given the handle has
-//    read it (ops read their scalar arguments when they start). TorchSharp only makes numeric scalars,
-//    whose destructor has nothing to release, so freeing the storage is all `delete` did.
+// 2. Frees that come from the .NET finalizer: counted, and deferred by one to two seconds.
+//    TorchSharp passes a Tensor's or Scalar's native handle to an op without keeping the managed object
+//    alive (`(randn(...) * scale)` reads the randn tensor's handle, then the tensor is garbage; `a.add(b)`
+//    makes a temporary Scalar(1) the same way). When a GC on another thread runs during that call, the
+//    object's finalizer frees the native tensor or c10::Scalar while the op reads it: a SIGSEGV in
+//    at::TensorIteratorBase::build, or "Expected false to be true" from c10::Scalar::toFloat.
+//    pz_torchsharp_patch renames the library's own THSTensor_dispose and THSTorch_dispose_scalar exports
+//    (to SiS..., a name with the same GNU hash, so it can still be looked up), so P/Invoke lookups (dlsym on the library's handle, which searches its
+//    dependencies next) find these definitions.
+//    - Every Scalar free waits (freed Scalars cost a few bytes), as before.
+//    - A Tensor free from the finalizer thread (CoreCLR names it ".NET Finalizer") waits; one from any other
+//      thread (a Dispose) happens at once, so deterministic disposal keeps its memory behaviour.
+//    A waiting object sits in the current generation; a generation older than one second is freed on a later
+//    dispose, long after any op that was given the handle has read it (ops read their arguments when they
+//    start). Both kinds of finalizer free are counted: the project disposes every Tensor and Scalar itself,
+//    and its tests fail when a count moves (pz_finalized_tensors, pz_finalized_scalars); the deferral only
+//    keeps a user's run alive where a leak slipped through.
 //
 // 3. glibc's mmap threshold fixed at 1 MiB.
 //    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
@@ -25,21 +32,100 @@
 //    LLaMA-7B-shaped model the G pass kept about 1 GB more resident than it used. Fixed at 1 MiB, every
 //    tensor above that is its own mapping, returned to the system when freed, at no measured cost in speed.
 //    A MALLOC_MMAP_THRESHOLD_ set by the user wins.
+#include <dlfcn.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <atomic>
 #include <chrono>
 #include <ios>
 #include <mutex>
 #include <new>
 #include <vector>
 
+
 namespace {
 std::ios_base::Init keep_iostreams_initialised;
 
+// Objects whose free waits: Scalars (deleted) and finalized Tensors (given to the library's dispose).
+struct Deferred {
+  void* ptr;
+  bool tensor;
+};
 std::mutex deferred_lock;
-std::vector<void*> current_generation, previous_generation;
+std::vector<Deferred> current_generation, previous_generation;
 std::chrono::steady_clock::time_point generation_start = std::chrono::steady_clock::now();
+std::atomic<long> finalized_tensors{0}, finalized_scalars{0};
+
+bool on_finalizer_thread() {
+  thread_local int known = -1;
+  if (known < 0) {
+    char name[17] = {0};
+    known = prctl(PR_GET_NAME, name, 0, 0, 0) == 0 && strcmp(name, ".NET Finalizer") == 0;
+  }
+  return known == 1;
 }
+
+// The library's own tensor dispose, renamed SiSTensor_dispose by pz_torchsharp_patch; looked up once, on the first
+// tensor dispose (libLibTorchSharp.so, this library's only user, is loaded by then).
+void library_tensor_dispose(void* tensor) {
+  using Dispose = void (*)(void*);
+  static Dispose dispose = [] {
+    void* lib = dlopen("libLibTorchSharp.so", RTLD_LAZY | RTLD_NOLOAD);
+    void* f = lib ? dlsym(lib, "SiSTensor_dispose") : nullptr;
+    if (f == nullptr) {
+      fprintf(stderr, "libpz_torch_compat: libLibTorchSharp.so's SiSTensor_dispose not found (not patched by pz_torchsharp_patch?)\n");
+      abort();
+    }
+    return reinterpret_cast<Dispose>(f);
+  }();
+  dispose(tensor);
+}
+
+void free_now(const Deferred& d) {
+  if (d.tensor) library_tensor_dispose(d.ptr);
+  else ::operator delete(d.ptr);
+}
+
+void defer(void* p, bool tensor) {
+  std::vector<Deferred> expired;
+  {
+    std::lock_guard<std::mutex> guard(deferred_lock);
+    auto now = std::chrono::steady_clock::now();
+    if (now - generation_start >= std::chrono::seconds(1)) {
+      expired.swap(previous_generation);   // disposed one to two seconds ago
+      previous_generation.swap(current_generation);
+      generation_start = now;
+    }
+    current_generation.push_back({p, tensor});
+  }
+  for (const Deferred& d : expired) free_now(d);
+}
+
+// PZ_REPORT_FINALIZED=1: each Tensor or Scalar the finalizer frees is named on stderr (a tensor by its dtype code and
+// shape), to find the code that leaked it.
+bool report_finalized() {
+  static const bool on = getenv("PZ_REPORT_FINALIZED") != nullptr;
+  return on;
+}
+
+void report_tensor(void* tensor) {
+  using Long = long (*)(void*);
+  using Size = long (*)(void*, long);
+  using Type = signed char (*)(void*);
+  void* lib = dlopen("libLibTorchSharp.so", RTLD_LAZY | RTLD_NOLOAD);
+  auto ndim = lib ? reinterpret_cast<Long>(dlsym(lib, "THSTensor_ndimension")) : nullptr;
+  auto size = lib ? reinterpret_cast<Size>(dlsym(lib, "THSTensor_size")) : nullptr;
+  auto type = lib ? reinterpret_cast<Type>(dlsym(lib, "THSTensor_type")) : nullptr;
+  if (!ndim || !size || !type) return;
+  long n = ndim(tensor);
+  fprintf(stderr, "pz: tensor finalized: dtype %d shape [", (int)type(tensor));
+  for (long i = 0; i < n; i++) fprintf(stderr, i ? ", %ld" : "%ld", size(tensor, i));
+  fprintf(stderr, "]\n");
+}
+}  // namespace
 
 namespace std {
 __attribute__((visibility("default"))) void ios_base_library_init() {}
@@ -50,22 +136,32 @@ __attribute__((constructor)) static void fix_mmap_threshold() {
 }
 
 extern "C" __attribute__((visibility("default"))) void THSTorch_dispose_scalar(void* scalar) {
-  std::vector<void*> expired;
-  {
-    std::lock_guard<std::mutex> guard(deferred_lock);
-    auto now = std::chrono::steady_clock::now();
-    if (now - generation_start >= std::chrono::seconds(1)) {
-      expired.swap(previous_generation);   // disposed one to two seconds ago
-      previous_generation.swap(current_generation);
-      generation_start = now;
-    }
-    current_generation.push_back(scalar);
+  if (on_finalizer_thread()) {
+    finalized_scalars.fetch_add(1, std::memory_order_relaxed);
+    if (report_finalized()) fprintf(stderr, "pz: scalar finalized\n");
   }
-  for (void* p : expired) ::operator delete(p);
+  defer(scalar, false);
 }
 
-// For the test that proves the deferral is in place (TorchScalarLifetimeTests in tests/PrunerZero.Runtime.Tests/TorchLoadTests.cs).
+
+extern "C" __attribute__((visibility("default"))) void THSTensor_dispose(void* tensor) {
+  if (!on_finalizer_thread()) {
+    library_tensor_dispose(tensor);
+    return;
+  }
+  finalized_tensors.fetch_add(1, std::memory_order_relaxed);
+  if (report_finalized()) report_tensor(tensor);
+  defer(tensor, true);
+}
+
+// For the tests (tests/PrunerZero.Runtime.Tests/TorchLoadTests.cs and the finalizer guard of every test project).
 extern "C" __attribute__((visibility("default"))) long pz_deferred_scalars(void) {
   std::lock_guard<std::mutex> guard(deferred_lock);
-  return static_cast<long>(current_generation.size() + previous_generation.size());
+  long n = 0;
+  for (const auto* g : {&current_generation, &previous_generation})
+    for (const Deferred& d : *g) n += !d.tensor;
+  return n;
 }
+
+extern "C" __attribute__((visibility("default"))) long pz_finalized_tensors(void) { return finalized_tensors.load(); }
+extern "C" __attribute__((visibility("default"))) long pz_finalized_scalars(void) { return finalized_scalars.load(); }

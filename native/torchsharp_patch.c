@@ -6,9 +6,10 @@
 //
 // Always:
 //  3. a DT_NEEDED on COMPAT_SONAME (our libpz_torch_compat.so, native/torch_compat.cpp) is added;
-//  4. the library's export THSTorch_dispose_scalar is renamed (first letter T -> _), so TorchSharp's P/Invoke
-//     of that name resolves to the compat library's deferred dispose (see torch_compat.cpp: a finalizer
-//     could free a Scalar while an op reads it).
+//  4. the library's exports THSTorch_dispose_scalar and THSTensor_dispose are renamed (TH -> Si, same hash),
+//     so TorchSharp's P/Invoke of those names resolves to the compat library's versions, which count and defer
+//     frees made by the .NET finalizer (see torch_compat.cpp: a finalizer could free a Scalar or a Tensor
+//     while an op reads it); the compat library calls the renamed SiSTensor_dispose for the real free.
 // Only when the system libstdc++ lacks GLIBCXX_3.4.32 (Debian 12): the library needs that version for one
 // symbol only, std::ios_base_library_init(), which the compat library defines. The same as
 // `patchelf --clear-symbol-version` and marking the version weak:
@@ -32,7 +33,7 @@
 
 static const char* SYMBOL = "_ZSt21ios_base_library_initv";
 static const char* VERSION = "GLIBCXX_3.4.32";
-static const char* SCALAR_DISPOSE = "THSTorch_dispose_scalar";
+static const char* DISPOSES[] = {"THSTorch_dispose_scalar", "THSTensor_dispose"};
 // An earlier build's compat library name; a copy patched with it is renamed in place (it is longer).
 static const char* OLD_COMPAT = "libpz_stdcxx_compat.so";
 
@@ -123,20 +124,28 @@ int main(int argc, char** argv) {
   Elf64_Half* vers = (Elf64_Half*)(base + versym->sh_offset);
   size_t nsyms = dynsym->sh_size / sizeof(Elf64_Sym);
 
-  // 4. Rename the library's own scalar dispose. Its first byte must follow a NUL: a longer name that ends
-  // with this one would share the bytes (string-table suffix merging) and be renamed too.
-  int renamed = 0, renamed_before = 0;
-  for (size_t i = 0; i < nsyms; i++) {
-    if (syms[i].st_name == 0 || syms[i].st_name >= dynstr_size) continue;
-    char* name = dynstr + syms[i].st_name;
-    if (strcmp(name + 1, SCALAR_DISPOSE + 1) != 0) continue;
-    if (name[0] == '_') { renamed_before++; continue; }
-    if (name[0] != 'T') continue;
-    if (name[-1] != '\0') return fail(lib, "THSTorch_dispose_scalar shares its name's bytes with another symbol");
-    name[0] = '_';
-    renamed++;
+  // 4. Rename the library's own disposes: the first two letters "TH" become "Si", which keeps the name's GNU hash
+  // (h = 33 h + c: 'S' = 'T' - 1 and 'i' = 'H' + 33), so the hash table stays valid and the compat library can still
+  // look the original up by its new name. An earlier build's rename ("_H...") is brought to this form. A name's first
+  // byte must follow a NUL: a longer name that ends with this one would share the bytes (string-table suffix merging).
+  int renamed = 0;
+  for (size_t d = 0; d < sizeof DISPOSES / sizeof DISPOSES[0]; d++) {
+    const char* target = DISPOSES[d];
+    int found = 0;
+    for (size_t i = 0; i < nsyms; i++) {
+      if (syms[i].st_name == 0 || syms[i].st_name >= dynstr_size) continue;
+      char* name = dynstr + syms[i].st_name;
+      if (strcmp(name + 2, target + 2) != 0) continue;
+      if (name[0] == 'S' && name[1] == 'i') { found++; continue; }
+      if (!((name[0] == 'T' || name[0] == '_') && name[1] == 'H')) continue;
+      if (name[-1] != '\0') { fprintf(stderr, "pz_torchsharp_patch: %s: %s shares its name's bytes with another symbol\n", lib, target); return 1; }
+      name[0] = 'S';
+      name[1] = 'i';
+      found++;
+      renamed++;
+    }
+    if (found == 0) { fprintf(stderr, "pz_torchsharp_patch: %s: no %s export to redirect (another TorchSharp version?)\n", lib, target); return 1; }
   }
-  if (renamed + renamed_before == 0) return fail(lib, "no THSTorch_dispose_scalar export to redirect (another TorchSharp version?)");
 
   int cleared = 0, weakened = 0;
   if (needs_glibcxx_fix) {
@@ -170,9 +179,9 @@ int main(int argc, char** argv) {
   msync(base, size, MS_SYNC);
   munmap(base, size);
   close(fd);
-  printf("pz_torchsharp_patch: %s: %s; scalar dispose %s; %d symbol version(s) cleared, %d %s requirement(s) made weak%s\n", lib,
+  printf("pz_torchsharp_patch: %s: %s; %d dispose export(s) redirected; %d symbol version(s) cleared, %d %s requirement(s) made weak%s\n", lib,
          already ? "compat library already needed" : "compat library added as DT_NEEDED",
-         renamed ? "redirected" : "already redirected", cleared, weakened, VERSION,
+         renamed, cleared, weakened, VERSION,
          needs_glibcxx_fix ? "" : " (the system libstdc++ has it)");
   return 0;
 }

@@ -10,6 +10,7 @@ using System.Globalization;
 using System.Text;
 using PrunerZero.Bench;
 using PrunerZero.Runtime.Pruning;
+using PrunerZero.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -56,9 +57,9 @@ public static class SparseGptBench
             using var scope = NewDisposeScope();
             Console.WriteLine($"sparsegpt {rows}x{cols}: making W and H ({tokens} inputs)");
             var gen = new Generator(7);
-            var w0 = randn(rows, cols, generator: gen) * 0.02f;
-            var x = randn(tokens, cols, generator: gen) * randn(1, cols, generator: gen).exp() + randn(tokens, 64, generator: gen).matmul(randn(64, cols, generator: gen)) * 0.5f;
-            var h = x.t().matmul(x) * (2.0 / tokens);
+            var w0 = randn(rows, cols, generator: gen).Times(0.02f);
+            var x = (randn(tokens, cols, generator: gen) * randn(1, cols, generator: gen).exp()).Plus(randn(tokens, 64, generator: gen).matmul(randn(64, cols, generator: gen)).Times(0.5f));
+            var h = x.t().matmul(x).Times(2.0 / tokens);
             x.Dispose();
             var target = PruneTarget.Unstructured(0.5);
 
@@ -87,7 +88,7 @@ public static class SparseGptBench
                 bestB = Math.Min(bestB, sw.Elapsed.TotalSeconds);
                 Console.WriteLine($"  (b) {sw.Elapsed.TotalSeconds:0.000} s");
             }
-            long masks = a!.eq(0).ne(b!.eq(0)).sum().item<long>();
+            long masks = a!.EqualTo(0).ne(b!.EqualTo(0)).sum().item<long>();
             double diff = (a - b).abs().max().item<float>() / w0.abs().max().item<float>();
             double mb = 4.0 * cols * cols / (1024 * 1024);
             sb.AppendLine(CultureInfo.InvariantCulture, $"| {rows}×{cols} | {mb:0} | {bestFactor:0.00} | {bestSweep:0.00} | {bestA:0.00} | {bestB:0.0} | {bestA / bestB:0.000} | {masks} of {(long)rows * cols} | {diff:G3} |");
@@ -123,11 +124,13 @@ public static class SparseGptBench
         var W = w0.clone();
         var H = h0.clone();
         long cols = W.shape[1];
-        var dead = H.diagonal().eq(0);
-        H.diagonal().masked_fill_(dead, 1);
-        W.masked_fill_(dead.unsqueeze(0), 0);
-        var damp = 0.01 * H.diagonal().mean();
-        H.diagonal().add_(damp);
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        var dead = H.diagonal().EqualTo(0);
+        H.diagonal().masked_fill_(dead, one);
+        W.masked_fill_(dead.unsqueeze(0), zero);
+        var damp = H.diagonal().mean().Times(0.01);
+        H.diagonal().PlusInPlace(damp);
         H = linalg.cholesky(H);
         H = cholesky_inverse(H);
 #pragma warning disable CS0618   // torch.linalg.cholesky(H, upper=True): TorchSharp binds it as Tensor.cholesky(upper)
@@ -139,7 +142,7 @@ public static class SparseGptBench
             long i2 = Math.Min(i1 + blocksize, cols), count = i2 - i1;
             var W1 = W.narrow(1, i1, count);
             var Hinv1 = Hinv.narrow(0, i1, count).narrow(1, i1, count);
-            var tmp = W1.square() / Hinv1.diagonal().square().reshape(1, -1);
+            var tmp = W1.Squared() / Hinv1.diagonal().Squared().reshape(1, -1);
             var thresh = tmp.flatten().sort().Values[(long)(tmp.NumberOfElements * sparsity)];
             var mask1 = tmp.le(thresh);
             for (long i = 0; i < count; i++)
@@ -149,7 +152,7 @@ public static class SparseGptBench
                 var w = W.select(1, c);
                 var d = Hinv[c, c];
                 var q = w.clone();
-                q.masked_fill_(mask1.select(1, i), 0);
+                q.masked_fill_(mask1.select(1, i), zero);
                 var err = (w - q) / d;
                 W.narrow(1, c, cols - c).sub_(err.unsqueeze(1).matmul(Hinv.narrow(0, c, 1).narrow(1, c, cols - c)));
                 w.copy_(q);

@@ -8,6 +8,7 @@
 // reference's tensor work without Python's interpreter overhead (which is small next to full-size ops).
 // W enters as torch.abs(weight) computed once (prune.py: W = torch.abs(subset[name].weight.data)).
 using PrunerZero.Kernels;
+using PrunerZero.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -22,26 +23,39 @@ public static class TorchMetric
         Op.G => G,
         Op.X => X,
         Op.Sqr => Sqr(Eval(e.Children[0], W, G, X)),
-        Op.Pow => torch.pow(Eval(e.Children[0], W, G, X), 2),
+        Op.Pow => Eval(e.Children[0], W, G, X).Pow(2),
         Op.Neg => -Eval(e.Children[0], W, G, X),
         Op.Abs => torch.abs(Eval(e.Children[0], W, G, X)),
         Op.Tanh => torch.tanh(Eval(e.Children[0], W, G, X)),
         Op.Skp => Eval(e.Children[0], W, G, X),
-        Op.Log => torch.log(torch.abs(Eval(e.Children[0], W, G, X)) + 0.001),
+        Op.Log => torch.log(torch.abs(Eval(e.Children[0], W, G, X)).Plus(0.001)),
         Op.Sqrt => torch.sqrt(torch.abs(Eval(e.Children[0], W, G, X))),
-        Op.Exp => torch.exp(Eval(e.Children[0], W, G, X).clamp(max: 100)),
+        Op.Exp => torch.exp(ClampMax(Eval(e.Children[0], W, G, X), 100)),
         Op.Mms => Mms(Eval(e.Children[0], W, G, X)),
         Op.Zsn => Zsn(Eval(e.Children[0], W, G, X)),
-        Op.Add => Binary(e, W, G, X, (a, b) => a + b),
+        Op.Add => Binary(e, W, G, X, (a, b) => a.Plus(b)),
         Op.Sub => Binary(e, W, G, X, (a, b) => a - b),
         Op.Mul => Binary(e, W, G, X, (a, b) => a * b),
         Op.Div => Binary(e, W, G, X, (a, b) => a / torch.norm(b)),
         // pdiv is this project's addition (not in gptree.py): element-wise protected division.
-        Op.PDiv => Binary(e, W, G, X, (a, b) => torch.where(torch.abs(b) < 1e-12, a, a / b)),
+        Op.PDiv => Binary(e, W, G, X, (a, b) => torch.where(LessThan(torch.abs(b), 1e-12), a, a / b)),
         _ => throw new ArgumentException($"unknown op {e.Op}"),
     };
 
     static Tensor Sqr(Tensor x) => x * x;
+
+    // Explicit, disposed Scalars (TorchSharp leaves implicitly converted ones to the finalizer).
+    static Tensor ClampMax(Tensor x, double max)
+    {
+        using var m = max.ToScalar();
+        return x.clamp(max: m);
+    }
+
+    static Tensor LessThan(Tensor x, double v)
+    {
+        using var s = v.ToScalar();
+        return x.lt(s);
+    }
 
     /// <summary>gptree.mms: (x - x.min()) / (x.max() - x.min()), min computed twice as written there.</summary>
     static Tensor Mms(Tensor x) => (x - x.min()) / (x.max() - x.min());
@@ -61,7 +75,7 @@ public static class TorchMetric
     /// <summary>Wanda's unstructured per-row selection: a bool mask, true = pruned (the k lowest of each row).</summary>
     public static Tensor Mask(Tensor metric, double sparsity)
     {
-        var mask = torch.zeros_like(metric).eq(1);
+        var mask = torch.zeros_like(metric).EqualTo(1);
         var (_, indices) = torch.sort(metric, dim: -1, stable: true);
         long k = (long)(metric.shape[1] * sparsity);
         var lowest = indices[.., ..(int)k];

@@ -104,7 +104,14 @@ public static class Checkpoint
         long c = cfg.HiddenSize, f = cfg.IntermediateSize, hd = cfg.NumHeads * cfg.HeadDim, kvd = cfg.NumKvHeads * cfg.HeadDim, v = cfg.VocabSize;
 
         var used = new HashSet<string>();
+        var loaded = new List<Tensor>();   // disposed again when the checkpoint turns out to be bad half-way
         Tensor Get(string name, params long[] shape)
+        {
+            var t = Read(name, shape);
+            loaded.Add(t);
+            return t;
+        }
+        Tensor Read(string name, long[] shape)
         {
             if (!entries.TryGetValue(name, out var e)) throw new PrunerZeroException($"{dir}: tensor '{name}' is missing");
             if (!e.Entry.Shape.SequenceEqual(shape))
@@ -112,42 +119,50 @@ public static class Checkpoint
             if (e.Entry.DType is not ("F32" or "F16" or "BF16"))
                 throw new PrunerZeroException($"{dir}: tensor '{name}' has dtype {e.Entry.DType}; weights must be F32, F16 or BF16");
             used.Add(name);
+            using var scope = NewDisposeScope();   // the read tensor and any conversion step; the result leaves it
             var raw = SafeTensors.Read(e.Entry, e.DataStart);
             if ((keepDtype || raw.dtype == ScalarType.Float32) && (device is null || device.type == DeviceType.CPU))
                 return raw.DetachFromDisposeScope();
-            using (raw)
-                return raw.to(keepDtype ? raw.dtype : ScalarType.Float32, device ?? CPU).contiguous().DetachFromDisposeScope();
+            return raw.to(keepDtype ? raw.dtype : ScalarType.Float32, device ?? CPU).contiguous().DetachFromDisposeScope();
         }
 
-        var embed = Get("model.embed_tokens.weight", v, c);
-        var blocks = new List<LlamaBlock>();
-        for (int i = 0; i < cfg.NumLayers; i++)
+        try
         {
-            progress?.Report($"loading block {i + 1}/{cfg.NumLayers}");
-            string p = $"model.layers.{i}.";
-            blocks.Add(new LlamaBlock
+            var embed = Get("model.embed_tokens.weight", v, c);
+            var blocks = new List<LlamaBlock>();
+            for (int i = 0; i < cfg.NumLayers; i++)
             {
-                InputNorm = Get(p + "input_layernorm.weight", c),
-                Q = Get(p + "self_attn.q_proj.weight", hd, c),
-                K = Get(p + "self_attn.k_proj.weight", kvd, c),
-                V = Get(p + "self_attn.v_proj.weight", kvd, c),
-                O = Get(p + "self_attn.o_proj.weight", c, hd),
-                PostNorm = Get(p + "post_attention_layernorm.weight", c),
-                Gate = Get(p + "mlp.gate_proj.weight", f, c),
-                Up = Get(p + "mlp.up_proj.weight", f, c),
-                Down = Get(p + "mlp.down_proj.weight", c, f),
-            });
-        }
-        var norm = Get("model.norm.weight", c);
-        Tensor? head = null;
-        if (!cfg.TieWordEmbeddings) head = Get("lm_head.weight", v, c);
-        else if (entries.ContainsKey("lm_head.weight")) used.Add("lm_head.weight"); // HF ties it to the embedding anyway
+                progress?.Report($"loading block {i + 1}/{cfg.NumLayers}");
+                string p = $"model.layers.{i}.";
+                blocks.Add(new LlamaBlock
+                {
+                    InputNorm = Get(p + "input_layernorm.weight", c),
+                    Q = Get(p + "self_attn.q_proj.weight", hd, c),
+                    K = Get(p + "self_attn.k_proj.weight", kvd, c),
+                    V = Get(p + "self_attn.v_proj.weight", kvd, c),
+                    O = Get(p + "self_attn.o_proj.weight", c, hd),
+                    PostNorm = Get(p + "post_attention_layernorm.weight", c),
+                    Gate = Get(p + "mlp.gate_proj.weight", f, c),
+                    Up = Get(p + "mlp.up_proj.weight", f, c),
+                    Down = Get(p + "mlp.down_proj.weight", c, f),
+                });
+            }
+            var norm = Get("model.norm.weight", c);
+            Tensor? head = null;
+            if (!cfg.TieWordEmbeddings) head = Get("lm_head.weight", v, c);
+            else if (entries.ContainsKey("lm_head.weight")) used.Add("lm_head.weight"); // HF ties it to the embedding anyway
 
-        // Anything else would be ignored math (biases, extra layers): refuse. Rotary caches are derived data.
-        var extra = entries.Keys.Where(k => !used.Contains(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
-        if (extra.Count > 0)
-            throw new PrunerZeroException($"{dir}: unexpected tensors that this LLaMA implementation would ignore: {string.Join(", ", extra.Take(5))}{(extra.Count > 5 ? ", ..." : "")}");
-        return new LlamaModel(cfg, embed, blocks, norm, head);
+            // Anything else would be ignored math (biases, extra layers): refuse. Rotary caches are derived data.
+            var extra = entries.Keys.Where(k => !used.Contains(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
+            if (extra.Count > 0)
+                throw new PrunerZeroException($"{dir}: unexpected tensors that this LLaMA implementation would ignore: {string.Join(", ", extra.Take(5))}{(extra.Count > 5 ? ", ..." : "")}");
+            return new LlamaModel(cfg, embed, blocks, norm, head);
+        }
+        catch
+        {
+            foreach (var t in loaded) t.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Puts the dense weights of every prunable linear layer back from the checkpoint files.</summary>

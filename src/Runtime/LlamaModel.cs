@@ -170,20 +170,22 @@ public sealed class LlamaModel : IDisposable
     /// <summary>HF LlamaRMSNorm: in float32, x * rsqrt(mean(x²) + eps), then times the weight.</summary>
     public Tensor RmsNorm(Tensor x, Tensor w)
     {
-        var variance = x.pow(2).mean([-1], keepdim: true);
-        return w * (x * rsqrt(variance + Config.RmsNormEps));
+        var variance = x.Squared().mean([-1], keepdim: true);
+        return w.mul(x.mul(rsqrt(variance.Plus(Config.RmsNormEps))));
     }
 
     /// <summary>cos and sin of the rotary embedding for positions 0..T-1, each (T, D), computed once per forward.</summary>
     public (Tensor Cos, Tensor Sin) Rope(long t)
     {
+        using var scope = NewDisposeScope();   // the intermediates; cos and sin go to the caller's scope (or to the caller)
         int d = Config.HeadDim;
-        // HF: inv_freq = 1 / theta^(arange(0, D, 2) / D), computed in float32 from int64 arange.
-        var invFreq = 1.0f / pow(Config.RopeTheta, arange(0, d, 2, ScalarType.Int64).to(ScalarType.Float32) / d);
-        var pos = arange(t, ScalarType.Int64).to(ScalarType.Float32);
+        // HF: inv_freq = 1 / theta^(arange(0, D, 2) / D), computed in float32 from int64 arange (1.0 / t is
+        // t.reciprocal() * 1.0 in PyTorch).
+        var invFreq = TorchOps.PowOf(Config.RopeTheta, TorchOps.Arange(0, d, 2).to(ScalarType.Float32).DividedBy(d)).reciprocal();
+        var pos = TorchOps.Arange(0, t).to(ScalarType.Float32);
         var freqs = outer(pos, invFreq.to(ScalarType.Float32));
         var emb = cat([freqs, freqs], -1);
-        return (emb.cos().to(Device), emb.sin().to(Device));
+        return (emb.cos().to(Device).MoveToOuterDisposeScope(), emb.sin().to(Device).MoveToOuterDisposeScope());
     }
 
     static Tensor RotateHalf(Tensor x)
@@ -223,8 +225,8 @@ public sealed class LlamaModel : IDisposable
         var q = nn.functional.linear(x, b.Q).view(bsz, t, nh, d).transpose(1, 2);    // (B, H, T, D)
         var k = nn.functional.linear(x, b.K).view(bsz, t, nkv, d).transpose(1, 2);   // (B, KV, T, D)
         var v = nn.functional.linear(x, b.V).view(bsz, t, nkv, d).transpose(1, 2);
-        q = q * cos + RotateHalf(q) * sin;
-        k = k * cos + RotateHalf(k) * sin;
+        q = q.mul(cos).Plus(RotateHalf(q).mul(sin));
+        k = k.mul(cos).Plus(RotateHalf(k).mul(sin));
         if (nh != nkv)
         {
             // HF repeat_kv: each key/value head serves H/KV consecutive query heads.
@@ -234,7 +236,7 @@ public sealed class LlamaModel : IDisposable
         var attn = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
         attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
         onLinearInput?.Invoke(LinearKind.O, attn);
-        return h + nn.functional.linear(attn, b.O);
+        return h.Plus(nn.functional.linear(attn, b.O));
     }
 
     /// <summary>The MLP half of a block: h + down(silu(gate(x)) · up(x)), x = RMSNorm(h). Uses PostNorm, Gate, Up, Down.</summary>
@@ -242,9 +244,9 @@ public sealed class LlamaModel : IDisposable
     {
         var x = RmsNorm(h, b.PostNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
-        var act = nn.functional.silu(nn.functional.linear(x, b.Gate)) * nn.functional.linear(x, b.Up);
+        var act = nn.functional.silu(nn.functional.linear(x, b.Gate)).mul(nn.functional.linear(x, b.Up));
         onLinearInput?.Invoke(LinearKind.Down, act);
-        return h + nn.functional.linear(act, b.Down);
+        return h.Plus(nn.functional.linear(act, b.Down));
     }
 
     /// <summary>Token embeddings for ids (B, T).</summary>

@@ -107,13 +107,13 @@ public static class SyntheticCheckpoint
         if (shape.Length == 1) return ones(shape, ScalarType.Float32);
         ulong key = Fnv(name) ^ ((ulong)(uint)seed * 0x9E3779B97F4A7C15UL);
         using var gen = new TorchSharp.torch.Generator(key & 0x7FFF_FFFF_FFFF_FFFFUL);
-        var t = randn(shape, ScalarType.Float32, generator: gen).mul_(Std);
+        var t = randn(shape, ScalarType.Float32, generator: gen).TimesInPlace(Std);
         if (linear)
         {
             var rng = new Random((int)(key & 0x7FFF_FFFF));
             var cols = Enumerable.Range(0, HeavyChannels).Select(_ => (long)rng.Next((int)shape[1])).Distinct().ToArray();
             using var idx = tensor(cols, ScalarType.Int64);
-            using var heavy = t.index_select(1, idx).mul_(HeavyFactor);
+            using var heavy = t.index_select(1, idx).TimesInPlace(HeavyFactor);
             t.index_copy_(1, idx, heavy);
         }
         return t;

@@ -4,7 +4,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>Bad input gets one clear line on stderr and a non-zero exit, never a stack trace.</summary>
-public class BadInputTests
+public class BadInputTests : TorchGuarded
 {
     static string WikiFile(string text)
     {

@@ -2,7 +2,10 @@
 
 namespace PrunerZero.Cli.Tests;
 
-/// <summary>Runs the prunerzero entry point in-process with stdout and stderr captured.</summary>
+/// <summary>
+/// Runs the prunerzero entry point in-process with stdout and stderr captured, and checks that the verb, however it
+/// ended, left no live TorchSharp tensor behind (tests run one at a time here, so the count is the verb's own).
+/// </summary>
 public static class CliRunner
 {
     public static (int Exit, string Out, string Err) Run(params string[] args)
@@ -13,12 +16,17 @@ public static class CliRunner
         var e = new StringWriter();
         Console.SetOut(o);
         Console.SetError(e);
-        try { return (Program.Main(args), o.ToString(), e.ToString()); }
+        long live = TorchSharp.torch.Tensor.TotalCount;
+        int exit;
+        try { exit = Program.Main(args); }
         finally
         {
             Console.SetOut(oldOut);
             Console.SetError(oldErr);
         }
+        long left = TorchSharp.torch.Tensor.TotalCount - live;
+        Assert.True(left == 0, $"`prunerzero {string.Join(' ', args)}` (exit {exit}) left {left} live tensor(s) behind\n{e}");
+        return (exit, o.ToString(), e.ToString());
     }
 
     /// <summary>A user's mistake: exit 1 and exactly one "error:" line containing <paramref name="expected"/>, no stack trace, no internal failure.</summary>

@@ -9,7 +9,7 @@ namespace PrunerZero.Cli.Tests;
 /// third with a different model, a search process as the client, one worker killed with -9 mid-run. The cluster
 /// run must end exactly as a single-process run with the same --batch.
 /// </summary>
-public class ClusterTests
+public class ClusterTests : TorchGuarded
 {
     static readonly string Text = string.Concat(Enumerable.Range(0, 60).Select(i => $" = Section {i} = \n \n The {i} quick brown foxes jump over {i * 7} lazy dogs . \n"));
 

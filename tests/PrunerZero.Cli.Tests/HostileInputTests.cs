@@ -13,7 +13,7 @@ namespace PrunerZero.Cli.Tests;
 /// Hostile but fair input (issue 12): none of it may destroy data, hang, overflow the stack or end in an
 /// internal failure. Each case is one clear "error:" line, exit 1, and, where the case is about order, no work first.
 /// </summary>
-public class HostileInputTests
+public class HostileInputTests : TorchGuarded
 {
     static readonly string Text = string.Concat(Enumerable.Range(0, 60).Select(i => $" = Section {i} = \n \n The {i} quick brown foxes jump over {i * 7} lazy dogs . \n"));
 

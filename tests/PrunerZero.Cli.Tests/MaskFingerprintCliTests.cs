@@ -8,7 +8,7 @@ using PrunerZero.Search;
 
 namespace PrunerZero.Cli.Tests;
 
-public class MaskFingerprintCliTests
+public class MaskFingerprintCliTests : TorchGuarded
 {
     [Fact]
     public void Fingerprints_follow_the_masks_and_equal_fingerprints_mean_equal_screen_fitness()

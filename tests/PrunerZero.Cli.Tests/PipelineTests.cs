@@ -5,7 +5,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>The pruning verbs end to end on a tiny random checkpoint, tiny text and a private gradient cache.</summary>
-public class PipelineTests
+public class PipelineTests : TorchGuarded
 {
     static readonly string Text = string.Concat(Enumerable.Range(0, 60).Select(i => $" = Section {i} = \n \n The {i} quick brown foxes jump over {i * 7} lazy dogs . \n"));
 

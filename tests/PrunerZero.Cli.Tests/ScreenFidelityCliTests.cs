@@ -9,7 +9,7 @@ using PrunerZero.Search;
 
 namespace PrunerZero.Cli.Tests;
 
-public class ScreenFidelityCliTests
+public class ScreenFidelityCliTests : TorchGuarded
 {
     static readonly string[] Library =
         ["magnitude", "wanda", "pruner-zero", "mul(W, G)", "sqr(G)", "add(mms(G), zsn(W))", "mul(W, X)", "sparsegpt", "mul(W,", "sub(W, W)"];

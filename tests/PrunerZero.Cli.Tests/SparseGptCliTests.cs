@@ -4,7 +4,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>sparsegpt and --update obs through prune and score, and their bad input.</summary>
-public class SparseGptCliTests
+public class SparseGptCliTests : TorchGuarded
 {
     [Fact]
     public void ScoreReportsSparseGptBesideTheMetricsAndTheUpdateChangesKeptWeights()

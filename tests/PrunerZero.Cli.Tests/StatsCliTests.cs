@@ -6,7 +6,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>`stats` end to end on a tiny model: the JSON's fields, and block 0's q numbers against a plain computation.</summary>
-public class StatsCliTests
+public class StatsCliTests : TorchGuarded
 {
     [Fact]
     public void StatsJsonHasEveryBlockAndLinearAndTheRightNumbers()

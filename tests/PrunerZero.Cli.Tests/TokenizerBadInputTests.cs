@@ -3,7 +3,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>A tokenizer file that is not a SentencePiece model or a valid tokenizer.json: one line naming the file, exit 1.</summary>
-public class TokenizerBadInputTests
+public class TokenizerBadInputTests : TorchGuarded
 {
     static void AssertOneLine(string dir, string expected)
     {

@@ -3,7 +3,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>`train` end to end on the micro preset: its model card names the model's own folder (not the embedded default's).</summary>
-public class TrainCliTests
+public class TrainCliTests : TorchGuarded
 {
     [Fact]
     public void TrainWritesAModelCardThatNamesItsOwnFolder()

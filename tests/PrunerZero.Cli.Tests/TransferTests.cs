@@ -5,7 +5,7 @@ using PrunerZero.Runtime.Tests;
 namespace PrunerZero.Cli.Tests;
 
 /// <summary>`search --transfer-model`: the transfer table, its CSV, its numbers against independent runs, resume and refusal.</summary>
-public class TransferTests
+public class TransferTests : TorchGuarded
 {
     static string[] SearchArgs((string Model, string Wiki, string Calib, string Cache) s, string run) =>
         ["search", .. PipelineTests.Common(s), "--run", run, "--population", "4", "--iterations", "2", "--screen-windows", "2", "--report-top", "2", "--seed", "5"];

@@ -5,7 +5,7 @@ using PrunerZero.Runtime;
 
 namespace PrunerZero.Runtime.Tests;
 
-public class DataAndProtocolTests
+public class DataAndProtocolTests : TorchGuarded
 {
     const string Raw = " \n = Title = \n \n Some text here . \n\n More @-@ text . \n";
 

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace PrunerZero.Runtime.Tests;
 
-public class ForwardTests
+public class ForwardTests : TorchGuarded
 {
     static readonly int[] Ids = [256, 5, 77, 12, 199, 3, 3, 150, 42, 299, 0, 17];
 
@@ -37,6 +37,7 @@ public class ForwardTests
     [Fact]
     public void NextTokenNllMatchesPlainMath()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 3);
         using var model = Checkpoint.Load(dir);
         using var _ = no_grad();

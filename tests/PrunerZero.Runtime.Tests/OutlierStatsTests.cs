@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace PrunerZero.Runtime.Tests;
 
 /// <summary>The `stats` numbers against closed forms and plain C# computations.</summary>
-public class OutlierStatsTests
+public class OutlierStatsTests : TorchGuarded
 {
     /// <summary>Excess kurtosis written as n·Σd⁴ / (Σd²)² − 3 (not the code's moment loop).</summary>
     static double PlainKurtosis(double[] v)
@@ -69,6 +69,7 @@ public class OutlierStatsTests
     [Fact]
     public void HandBuiltModelWithAHeavyChannel()
     {
+        using var testScope = NewDisposeScope();
         using var model = Checkpoint.Load(TestCheckpoints.Write(TestCheckpoints.Config(), seed: 5));
         var cfg = model.Config;
         int c = cfg.HiddenSize, f = cfg.IntermediateSize, t = 16, n = 3;
@@ -84,8 +85,8 @@ public class OutlierStatsTests
             {
                 b.O.zero_();
                 b.Down.zero_();
-                b.InputNorm.fill_(1);
-                b.PostNorm.fill_(1);
+                b.InputNorm.FillInPlace(1);
+                b.PostNorm.FillInPlace(1);
             }
         }
         var windows = Enumerable.Range(0, n).Select(_ => new long[] { 2 }.Concat(Enumerable.Repeat(1L, t - 1)).ToArray()).ToArray();

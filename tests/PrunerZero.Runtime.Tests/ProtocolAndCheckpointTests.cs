@@ -10,7 +10,7 @@ namespace PrunerZero.Runtime.Tests;
 /// What the search relies on and had no test: one-shot pruning with dense X, restoring the dense weights between
 /// metrics, the gradient cache key, and sharded checkpoints (whose names are untrusted).
 /// </summary>
-public class ProtocolAndCheckpointTests
+public class ProtocolAndCheckpointTests : TorchGuarded
 {
     static CalibrationSet Calib(LlamaConfig c, int n = 3, int t = 16, int seed = 11)
     {
@@ -29,7 +29,7 @@ public class ProtocolAndCheckpointTests
     static float[] DenseXPlain(LlamaModel m, CalibrationSet calib, int layer, LinearKind kind)
     {
         using var _ = no_grad();
-        var stats = new XStats();
+        using var stats = new XStats();
         var (cos, sin) = m.Rope(calib.Seqlen);
         foreach (var w in calib.Windows)
         {
@@ -43,6 +43,7 @@ public class ProtocolAndCheckpointTests
     [Fact]
     public void OneShotEqualsSequentialForMetricsWithoutX()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 21);
         using var seq = Checkpoint.Load(dir);
         using var one = Checkpoint.Load(dir);
@@ -64,6 +65,7 @@ public class ProtocolAndCheckpointTests
     [Fact]
     public void OneShotUsesTheDenseModelsX()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 22);
         using var dense = Checkpoint.Load(dir);
         var calib = Calib(dense.Config);
@@ -97,6 +99,7 @@ public class ProtocolAndCheckpointTests
     [Fact]
     public void DenseWeightsAreRestoredBetweenMetrics()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 23);
         var (wiki, calib) = Data();
         var o = new SessionOptions
@@ -175,6 +178,7 @@ public class ProtocolAndCheckpointTests
     [Fact]
     public void ShardedCheckpointLoadsTheSameModel()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 25);
         string sharded = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 25);
         Shard(sharded);
@@ -191,6 +195,7 @@ public class ProtocolAndCheckpointTests
     [Fact]
     public void ShardIndexNamesAreUntrusted()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 26);
         Shard(dir);
         string index = Path.Combine(dir, "model.safetensors.index.json");

@@ -6,9 +6,13 @@ using static TorchSharp.torch;
 
 namespace PrunerZero.Runtime.Tests;
 
-public class PruningTests
+public class PruningTests : TorchGuarded
 {
-    static bool SameZeros(Tensor a, Tensor b) => a.eq(0).eq(b.eq(0)).all().item<bool>();
+    static bool SameZeros(Tensor a, Tensor b)
+    {
+        using var scope = NewDisposeScope();
+        return a.EqualTo(0).eq(b.EqualTo(0)).all().item<bool>();
+    }
 
     static CalibrationSet Calib(LlamaConfig c, int n = 3, int t = 16, int seed = 11)
     {
@@ -21,10 +25,11 @@ public class PruningTests
     [Fact]
     public void XOfFirstBlockMatchesPlainComputation()
     {
+        using var testScope = NewDisposeScope();
         using var model = Checkpoint.Load(TestCheckpoints.Write(TestCheckpoints.Config(), seed: 2));
         var calib = Calib(model.Config);
         using var _ = no_grad();
-        var stats = new XStats();
+        using var stats = new XStats();
         var (cos, sin) = model.Rope(calib.Seqlen);
         foreach (var w in calib.Windows) model.BlockForward(0, model.EmbedTokens(tensor(w, [1, w.Length])), cos, sin, stats.Add);
         var got = stats.Finish(LinearKind.Q, calib.NSamples);
@@ -47,6 +52,7 @@ public class PruningTests
     [Fact]
     public void GradientsMatchFiniteDifferences()
     {
+        using var testScope = NewDisposeScope();
         using var model = Checkpoint.Load(TestCheckpoints.Write(TestCheckpoints.Config(vocab: 260), seed: 4, scale: 0.5f));
         var calib = Calib(model.Config, n: 2, t: 12);
         using var g = GradientStats.Compute(model, calib);
@@ -82,6 +88,7 @@ public class PruningTests
     [InlineData("mul(sqr(W), mms(X))", true)]
     public void SequentialPruningMatchesPlainProtocol(string metricText, bool nm)
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 9);
         var metric = Metrics.Resolve(metricText);
         var target = nm ? PruneTarget.ParseNM("2:4") : PruneTarget.Unstructured(0.5);
@@ -100,7 +107,7 @@ public class PruningTests
             foreach (var x in h)
                 plain.BlockForward(b, x, cos, sin, (k, t) =>
                 {
-                    var sq = TestCheckpoints.Floats(t.square().sum([0, 1]));
+                    var sq = TestCheckpoints.Floats(t.Squared().sum([0, 1]));
                     inputs[k] = inputs.TryGetValue(k, out var acc) ? acc.Zip(sq, (a, s) => a + s).ToArray() : sq.Select(v => (double)v).ToArray();
                 });
             foreach (var k in LinearKinds.All)

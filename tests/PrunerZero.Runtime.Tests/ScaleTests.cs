@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace PrunerZero.Runtime.Tests;
 
 /// <summary>Holding weights in the checkpoint's dtype, block-by-block G and hidden states, streamed checkpoints, the memory plan.</summary>
-public class ScaleTests
+public class ScaleTests : TorchGuarded
 {
     static CalibrationSet Calib(LlamaConfig c, int n = 3, int t = 16, int seed = 11)
     {
@@ -31,7 +31,7 @@ public class ScaleTests
             using (no_grad())
                 foreach (var (i, k, w) in linears)
                 {
-                    acc[(i, k)].add_((w.grad! * GradientStats.Scale).square());
+                    acc[(i, k)].PlusInPlace(w.grad!.Times(GradientStats.Scale).Squared());
                     w.grad!.zero_();
                 }
         }
@@ -45,6 +45,7 @@ public class ScaleTests
     [InlineData(2, 1000)]                           // the MLP half in parts, as for 7B shapes
     public void BlockwiseGradientsEqualWholeModelBackward(int kvHeads, long mlpPartWeights)
     {
+        using var testScope = NewDisposeScope();
         using var model = Checkpoint.Load(TestCheckpoints.Write(TestCheckpoints.Config(vocab: 260, kvHeads: kvHeads), seed: 5, scale: 0.5f));
         var calib = Calib(model.Config, n: 3, t: 12);
         var want = WholeModelG(model, calib);
@@ -64,6 +65,7 @@ public class ScaleTests
     [Fact]
     public void GradientCacheIsWrittenBlockByBlockAndReadPerLayer()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(vocab: 260), seed: 6);
         using var model = Checkpoint.Load(dir);
         var calib = Calib(model.Config);
@@ -97,6 +99,7 @@ public class ScaleTests
     [Fact]
     public void Bf16ModelIsHeldAsBf16AndPrunesLikeItsFloat32Image()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(dtype: "bfloat16"), seed: 8);
         using var held = Checkpoint.Load(dir, keepDtype: true);
         using var f32 = Checkpoint.Load(dir);
@@ -131,6 +134,7 @@ public class ScaleTests
     [Fact]
     public void ShardedCheckpointRoundTrips()
     {
+        using var testScope = NewDisposeScope();
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 10);
         using var model = Checkpoint.Load(dir);
         string outDir = TestCheckpoints.TempDir("sharded");
@@ -147,6 +151,7 @@ public class ScaleTests
     [Fact]
     public void SynthIsDeterministicWithThePresetShapes()
     {
+        using var testScope = NewDisposeScope();
         string tok = TestCheckpoints.TempDir("tok");
         File.WriteAllText(Path.Combine(tok, "config.json"), TestCheckpoints.Config().ToJsonString());
         TestCheckpoints.WriteByteTokenizer(tok);
@@ -188,7 +193,7 @@ public class ScaleTests
 }
 
 /// <summary>Two writers of the same file (two processes filling one G cache entry) do not collide.</summary>
-public class SafeTensorsWriterTests
+public class SafeTensorsWriterTests : TorchGuarded
 {
     [Fact]
     public void TwoWritersOfOnePathEachCompleteAndTheLastRenameWins()
@@ -198,7 +203,7 @@ public class SafeTensorsWriterTests
         using var a = new SafeTensorsWriter(path, specs);
         using var b = new SafeTensorsWriter(path, specs);   // opened while a's file is still being written
         using (var one = ones(2, 3)) a.Write("w", one);
-        using (var two = full(2, 3, 2f)) b.Write("w", two);
+        using (var v = 2f.ToScalar()) using (var two = full(2, 3, v)) b.Write("w", two);
         a.Complete();
         b.Complete();
         var (entries, start) = SafeTensors.ReadHeader(path);

@@ -8,7 +8,7 @@ namespace PrunerZero.Runtime.Tests;
 /// The tokenizer.model path (SentencePiece BPE, as LLaMA-1/2 ship it), on a model proto written here field by
 /// field from sentencepiece_model.proto: byte fallback, dummy prefix, &lt;unk&gt;/&lt;s&gt;/&lt;/s&gt; at 0/1/2.
 /// </summary>
-public class SentencePieceTests
+public class SentencePieceTests : TorchGuarded
 {
     static readonly string[] Merged = ["▁", "t", "h", "e", "c", "a", "▁t", "he", "▁the", "at", "▁c", "▁cat"];
 
@@ -80,7 +80,7 @@ public class SentencePieceTests
 /// Unigram model; user-defined symbols in all three. Every id of the C4 sample and of wiki.test.raw is
 /// compared, and the adversarial strings' ids and sentencepiece's decoding of them.
 /// </summary>
-public class SentencePieceGoldenTests
+public class SentencePieceGoldenTests : TorchGuarded
 {
     static readonly Dictionary<string, Tokenization.SentencePieceEncoder> Models = new();
 
@@ -137,7 +137,7 @@ public class SentencePieceGoldenTests
     }
 }
 
-public class SentencePieceBadInputTests
+public class SentencePieceBadInputTests : TorchGuarded
 {
     static string Write(byte[] bytes)
     {

@@ -11,7 +11,7 @@ namespace PrunerZero.Runtime.Tests;
 /// not-yet-processed set F is fixed to its pruned value, the others move by −(w_q − q) / [H_F⁻¹]_qq · [H_F⁻¹]_q,:
 /// (H_F⁻¹ by Gauss–Jordan on the dampened Hessian restricted to F; no Cholesky, no lazy batching).
 /// </summary>
-public class SparseGptTests
+public class SparseGptTests : TorchGuarded
 {
     // ---- data ------------------------------------------------------------------------------------
 
@@ -312,6 +312,7 @@ public class SparseGptTests
     [Fact]
     public void ANonFiniteOrIndefiniteHessianIsOneClearError()
     {
+        using var testScope = NewDisposeScope();
         using var _ = no_grad();
         var h = new float[16];
         for (int i = 0; i < 4; i++) h[i * 4 + i] = -1;   // negative diagonal: the dampening cannot rescue it
@@ -334,6 +335,7 @@ public class SparseGptTests
     [Fact]
     public void ModelChecksComeBeforePruning()
     {
+        using var testScope = NewDisposeScope();
         var cfg = LlamaConfig.FromJson(TestCheckpoints.Config());
         var e = Assert.Throws<PrunerZeroException>(() => ObsHook.CheckModel(cfg, PruneTarget.ParseNM("2:5"), long.MaxValue, "sparsegpt"));
         Assert.Contains("multiple of 5", e.Message);

@@ -42,12 +42,13 @@ public static class TestCheckpoints
         dir ??= TempDir("ckpt");
         File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
         var cfg = LlamaConfig.FromJson(config);
-        var gen = new Generator((ulong)seed);
+        using var scope = NewDisposeScope();
+        using var gen = new Generator((ulong)seed);
         var dtype = SafeTensors.ScalarTypeOf(cfg.TorchDtype);
         long c = cfg.HiddenSize, f = cfg.IntermediateSize, hd = cfg.NumHeads * cfg.HeadDim, kvd = cfg.NumKvHeads * cfg.HeadDim;
         var tensors = new List<(string, Tensor)>();
-        void Add(string name, params long[] shape) => tensors.Add((name, (randn(shape, generator: gen) * scale).to(dtype)));
-        void AddNorm(string name) => tensors.Add((name, (1 + 0.1 * randn([c], generator: gen)).to(dtype)));
+        void Add(string name, params long[] shape) => tensors.Add((name, randn(shape, generator: gen).TimesInPlace(scale).to(dtype)));
+        void AddNorm(string name) => tensors.Add((name, randn([c], generator: gen).TimesInPlace(0.1).Plus(1).to(dtype)));
         Add("model.embed_tokens.weight", cfg.VocabSize, c);
         for (int i = 0; i < cfg.NumLayers; i++)
         {
@@ -65,7 +66,6 @@ public static class TestCheckpoints
         AddNorm("model.norm.weight");
         if (!cfg.TieWordEmbeddings) Add("lm_head.weight", cfg.VocabSize, c);
         SafeTensors.Write(Path.Combine(dir, "model.safetensors"), tensors);
-        foreach (var (_, t) in tensors) t.Dispose();
         WriteByteTokenizer(dir);
         return dir;
     }
@@ -103,5 +103,9 @@ public static class TestCheckpoints
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"}""");
     }
 
-    public static float[] Floats(Tensor t) => t.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+    public static float[] Floats(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.to(ScalarType.Float32).contiguous().data<float>().ToArray();
+    }
 }

@@ -6,7 +6,7 @@ using PrunerZero.Runtime.Training;
 namespace PrunerZero.Runtime.Tests;
 
 /// <summary>tokenizer.json as Hugging Face's `tokenizers` reads it: pre-tokenizer steps and the special tokens around a string.</summary>
-public class TokenizerJsonTests
+public class TokenizerJsonTests : TorchGuarded
 {
     /// <summary>The test byte tokenizer with its tokenizer.json and tokenizer_config.json edited.</summary>
     static TextTokenizer Load(Action<JsonObject>? editJson, string? tokenizerConfig)

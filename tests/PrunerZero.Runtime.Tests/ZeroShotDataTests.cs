@@ -3,7 +3,7 @@ using PrunerZero.Runtime.ZeroShot;
 namespace PrunerZero.Runtime.Tests;
 
 /// <summary>Each task reader on the shipped file: row count, and the first item's prompt, options and gold label.</summary>
-public sealed class ZeroShotDataTests
+public sealed class ZeroShotDataTests : TorchGuarded
 {
     static readonly string DataDir = FindData();
 

@@ -8,7 +8,7 @@ namespace PrunerZero.Runtime.Tests;
 /// ln V nats and each option's log-likelihood is −(its continuation tokens)·ln V; the byte-level test tokenizer
 /// makes token counts easy to read (one token per byte, no merges but "th").
 /// </summary>
-public sealed class ZeroShotTests
+public sealed class ZeroShotTests : TorchGuarded
 {
     static readonly double LnV = Math.Log(300);   // TestCheckpoints.Config vocab
 

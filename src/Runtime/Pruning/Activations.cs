@@ -23,16 +23,16 @@ public sealed class XStats : IDisposable
         {
             _lastSq?.Dispose();
             _lastInput = input;
-            _lastSq = input.to(ScalarType.Float64).square().sum([0, 1]).DetachFromDisposeScope();
+            _lastSq = input.to(ScalarType.Float64).Squared().sum([0, 1]).DetachFromDisposeScope();
         }
-        if (_sum.TryGetValue(kind, out var s)) s.add_(_lastSq!);
+        if (_sum.TryGetValue(kind, out var s)) s.PlusInPlace(_lastSq!);
         else _sum[kind] = _lastSq!.clone().DetachFromDisposeScope();
     }
 
     public float[] Finish(LinearKind kind, int nsamples)
     {
         using var scope = NewDisposeScope();
-        return (_sum[kind] / nsamples).to(ScalarType.Float32).cpu().data<float>().ToArray();
+        return _sum[kind].DividedBy(nsamples).to(ScalarType.Float32).cpu().data<float>().ToArray();
     }
 
     public void Dispose()

@@ -161,7 +161,8 @@ public sealed class GradientStats : IDisposable
             // acc += (100 g)² of one window's gradient on w (no weight-sized temporaries), and the gradient cleared for the next window.
             static void Accumulate(Tensor acc, Tensor w)
             {
-                acc.addcmul_(w.grad!, w.grad!, Scale * Scale);
+                using var scale2 = (Scale * Scale).ToScalar();
+                acc.addcmul_(w.grad!, w.grad!, scale2);
                 w.grad!.zero_();
             }
 
@@ -193,7 +194,7 @@ public sealed class GradientStats : IDisposable
                         using (no_grad())
                         {
                             for (int k = 0; k < 3; k++) Accumulate(dst[k], w[k]);
-                            next[j].add_(x.grad!);
+                            next[j].PlusInPlace(x.grad!);
                         }
                     }
                     foreach (var t in w) t.grad?.Dispose();

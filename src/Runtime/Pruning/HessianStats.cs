@@ -36,10 +36,10 @@ public sealed class HessianStats : IDisposable
             _n[kind] = 0;
         }
         long n = _n[kind];
-        h.mul_((double)n / (n + batch));
+        h.TimesInPlace((double)n / (n + batch));
         n += batch;
         _n[kind] = n;
-        var x = (input.reshape(-1, cols).to(ScalarType.Float32) * Math.Sqrt(2.0 / n));
+        var x = input.reshape(-1, cols).to(ScalarType.Float32).Times(Math.Sqrt(2.0 / n));
         h.addmm_(x.t(), x, 1, 1);
     }
 

@@ -110,7 +110,7 @@ public static class OutlierStats
             using var scope = NewDisposeScope();
             long t = h.shape[1], c = h.shape[2];
             if (t < 2) throw new PrunerZeroException($"first-token statistics need seqlen at least 2, got {t}");
-            var norms = h.to(ScalarType.Float64).square().sum(-1).sqrt().cpu();   // (windows, seqlen)
+            var norms = h.to(ScalarType.Float64).Squared().sum(-1).sqrt().cpu();   // (windows, seqlen)
             var flat = norms.data<double>().ToArray();
             for (int i = 0; i < flat.Length; i++) (i % t == 0 ? first : others).Add(flat[i]);
             var abs = h.abs().reshape(-1);

@@ -249,7 +249,7 @@ public sealed class Pruner(IMetricBackend backend)
             {
                 using var scope = NewDisposeScope();
                 var w = model.Blocks[i][k];
-                long zeros = w.eq(0).sum().item<long>();   // the bool mask is weight-sized: freed per layer
+                long zeros = w.EqualTo(0).sum().item<long>();   // the bool mask is weight-sized: freed per layer
                 list.Add(new LayerSparsity($"model.layers.{i}.{k.HfName()}", zeros, w.NumberOfElements));
             }
         return list;

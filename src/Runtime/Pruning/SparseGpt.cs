@@ -66,11 +66,12 @@ public static class SparseGpt
         using var scope = NewDisposeScope();
         var H = h.to(ScalarType.Float32).clone();
         var diag = H.diagonal();   // a view: writes reach H
-        var deadT = diag.eq(0);
+        using var one = 1.0.ToScalar();
+        var deadT = diag.EqualTo(0);
         bool[] dead = deadT.data<bool>().ToArray();
-        diag.masked_fill_(deadT, 1.0);
-        var damp = PercDamp * diag.mean();
-        diag.add_(damp);
+        diag.masked_fill_(deadT, one);
+        var damp = diag.mean().Times(PercDamp);
+        diag.PlusInPlace(damp);
         if (!H.isfinite().all().item<bool>())
             throw new PrunerZeroException($"{name}: the Hessian of the calibration inputs has NaN or infinite entries (the calibration activations are not finite)");
         var (L, info) = linalg.cholesky_ex(H);

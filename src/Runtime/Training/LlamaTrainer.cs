@@ -196,7 +196,8 @@ public static class LlamaTrainer
     static LlamaModel Initialise(LlamaConfig c)
     {
         double residual = 0.02 / Math.Sqrt(2 * c.NumLayers);
-        Parameter P(double std, params long[] shape) => new(normal(0, std, shape), requires_grad: true);
+        // torch.normal(0, std) is randn · std (TorchSharp's normal makes Scalars it never disposes).
+        Parameter P(double std, params long[] shape) => new(randn(shape).TimesInPlace(std), requires_grad: true);
         Parameter Ones(long n) => new(ones(n), requires_grad: true);
         long hd = c.NumHeads * c.HeadDim, kvd = c.NumKvHeads * c.HeadDim;
         var embed = P(0.02, c.VocabSize, c.HiddenSize);
