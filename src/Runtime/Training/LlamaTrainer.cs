@@ -92,7 +92,7 @@ public static class LlamaTrainer
         var parameters = model.NamedTensors().Select(nt => (Parameter)nt.Tensor).ToList();
         var decay = parameters.Where(p => p.dim() == 2).ToList();
         var noDecay = parameters.Where(p => p.dim() < 2).ToList();
-        var optimizer = optim.AdamW(
+        using var optimizer = optim.AdamW(
             [new AdamW.ParamGroup(decay, new AdamW.Options { weight_decay = 0.1 }),
              new AdamW.ParamGroup(noDecay, new AdamW.Options { weight_decay = 0.0 })],
             lr: peakLr, beta1: 0.9, beta2: 0.95);
