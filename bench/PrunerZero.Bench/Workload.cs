@@ -85,7 +85,7 @@ public sealed class LayerData
         // Rows filled in parallel, each row from its own seeded generator: same data on any thread count.
         Parallel.For(0, shape.Rows, r =>
         {
-            var rng = new Random(HashCode.Combine(seed, r));
+            var rng = new Random(StableRowSeed(seed, r));
             int off = r * shape.Cols;
             for (int c = 0; c < shape.Cols; c++)
             {
@@ -95,6 +95,19 @@ public sealed class LayerData
         });
         var xr = new Random(seed ^ 0x5eed);
         for (int c = 0; c < X.Length; c++) X[c] = MathF.Exp(Normal(xr));
+    }
+
+    /// <summary>SplitMix64 of (seed, row): the same in every process (HashCode.Combine is randomized per process).</summary>
+    static int StableRowSeed(int seed, int row)
+    {
+        static ulong Mix(ulong z)
+        {
+            z += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+        return (int)(Mix(Mix((ulong)(uint)seed) ^ ((ulong)(uint)row * 0xC2B2AE3D27D4EB4FUL)) & 0x7FFF_FFFF);
     }
 
     /// <summary>Box–Muller; one of the pair is dropped (speed is irrelevant next to the benchmarks).</summary>

@@ -7,7 +7,7 @@ using PrunerZero.Runtime.Pruning;
 namespace PrunerZero.Cli;
 
 [Verb("bench", HelpText = "Time one fitness check end to end, by phase, with the one-off costs (calibration, gradients).")]
-public sealed class BenchOptions : PruneOptionsBase
+public sealed class BenchOptions : PruningSetupOptions
 {
     [Option("metric", Default = "pruner-zero", HelpText = "Metric of the fitness check.")]
     public string Metric { get; set; } = "pruner-zero";
@@ -24,9 +24,7 @@ public static class BenchCommand
 {
     public static int Run(BenchOptions o)
     {
-        var metric = PruneOptionsBase.ParseMetric(o.Metric);
-        if (PruneMethod.ParseUpdate(o.Update) != WeightUpdate.None)
-            throw new PrunerZeroException("bench times the search's one-shot fitness check, which has no weight update; --update applies to prune and score");
+        var metric = PruningSetupOptions.ParseMetric(o.Metric);
         var target = o.Target();
         if (o.Repeat < 1) throw new PrunerZeroException($"--repeat must be at least 1, got {o.Repeat}");
         if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
@@ -57,7 +55,7 @@ public static class BenchCommand
         progress.Done();
         int n = o.Repeat;
         var cfg = session.Model.Config;
-        Console.WriteLine($"model={session.Options.ModelDir} ({cfg.ParameterCount:N0} parameters) metric={metric} target={target} screen windows={o.ScreenWindows} seqlen={session.Seqlen} {session.Calibration.Describe()}");
+        Console.WriteLine($"model={session.Options.ModelDir} ({cfg.ParameterCount:N0} parameters) metric={metric} target={target} screen windows={o.ScreenWindows} of {session.Options.EvalPath} seqlen={session.Seqlen} {session.Calibration.Describe()} checks={n} device={o.Device}");
         Console.WriteLine($"{"phase",-56} {"seconds",10}");
         Console.WriteLine($"{"one-off: load model, tokenize data, sample calibration",-56} {load,10:0.000}");
         Console.WriteLine($"{"one-off: calibration (dense X, all blocks)",-56} {session.CalibrationSeconds,10:0.000}");

@@ -21,15 +21,24 @@ public abstract class CalibrationOptions
     [Option("calib-sampling", Default = "random", HelpText = "random (the reference's seeded sampling) or stride (evenly spaced windows).")]
     public string CalibSampling { get; set; } = "random";
 
-    [Option("calib-seed", Default = 0, HelpText = "Seed of the random calibration sampling.")]
-    public int CalibSeed { get; set; }
+    [Option("calib-seed", HelpText = "Seed of the random calibration sampling (default 0; refused with --calib-sampling stride, which draws nothing).")]
+    public int? CalibSeedOption { get; set; }
+
+    /// <summary>--calib-seed, 0 when not given.</summary>
+    public int CalibSeed => CalibSeedOption ?? 0;
 
     public string CalibPath() => Calib ?? Defaults.Find(Defaults.Calibration);
 
-    public Runtime.Pruning.CalibSampling Sampling() => CalibSampling.ToLowerInvariant() switch
+    public Runtime.Pruning.CalibSampling Sampling()
     {
-        "random" => Runtime.Pruning.CalibSampling.Random,
-        "stride" => Runtime.Pruning.CalibSampling.Stride,
-        _ => throw new PrunerZeroException($"--calib-sampling must be random or stride, got '{CalibSampling}'"),
-    };
+        var sampling = CalibSampling.ToLowerInvariant() switch
+        {
+            "random" => Runtime.Pruning.CalibSampling.Random,
+            "stride" => Runtime.Pruning.CalibSampling.Stride,
+            _ => throw new PrunerZeroException($"--calib-sampling must be random or stride, got '{CalibSampling}'"),
+        };
+        if (sampling == Runtime.Pruning.CalibSampling.Stride && CalibSeedOption is not null)
+            throw new PrunerZeroException("--calib-seed applies to --calib-sampling random; stride sampling draws nothing");
+        return sampling;
+    }
 }

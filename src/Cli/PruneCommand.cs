@@ -28,6 +28,9 @@ public static class PruneCommand
     {
         var metric = o.ParseMethod(o.Metric);
         var target = o.Target();
+        // The evaluation options only act with --eval: refused without it, never ignored.
+        if (!o.Eval && o.Windows is not null) throw new PrunerZeroException("--windows applies to --eval, which is not given");
+        if (!o.Eval && o.Dataset is not null) throw new PrunerZeroException("--dataset applies to --eval, which is not given");
         // Before anything is loaded: never write over the input, and an unwritable --out fails now, not after the work.
         PathSafety.NotTheInput(o.Out, Defaults.Model(o.Model), "--out");
         PathSafety.WritableDirectory(o.Out, "--out");

@@ -4,8 +4,13 @@ using PrunerZero.Runtime.Pruning;
 
 namespace PrunerZero.Cli;
 
-/// <summary>Options every pruning verb shares: model and calibration (<see cref="CalibrationOptions"/>), target, evaluation.</summary>
-public abstract class PruneOptionsBase : CalibrationOptions
+/// <summary>
+/// What every pruning verb (prune, score, search, bench, worker) uses: the model and its calibration
+/// (<see cref="CalibrationOptions"/>), the target, the evaluation data, the G cache and the device. Options only some
+/// verbs honour (--windows, --zeroshot*, --update) are in <see cref="PruneOptionsBase"/>, so no verb accepts an option
+/// it ignores.
+/// </summary>
+public abstract class PruningSetupOptions : CalibrationOptions
 {
     [Option("sparsity", HelpText = "Unstructured sparsity per row (default 0.5).")]
     public double? Sparsity { get; set; }
@@ -16,31 +21,14 @@ public abstract class PruneOptionsBase : CalibrationOptions
     [Option("dataset", HelpText = "Evaluation data: wikitext2 (default), a wiki.*.raw file or a wikitext parquet file.")]
     public string? Dataset { get; set; }
 
-    [Option("windows", HelpText = "Evaluate only the first K windows.")]
-    public int? Windows { get; set; }
-
     [Option("cache", HelpText = "Cache folder for gradients (default: $PZ_CACHE or ~/.cache/prunerzero).")]
     public string? Cache { get; set; }
 
-    [Option("zeroshot", HelpText = "Also report zero-shot accuracy (mean acc over the tasks; see the zeroshot verb).")]
-    public bool ZeroShot { get; set; }
+    [Option("device", HelpText = "Where the model runs and metrics are scored: cpu (the default; fused SIMD) or cuda (a CUDA TorchSharp build and ILGPU; refused in one line without them).")]
+    public string? DeviceOption { get; set; }
 
-    [Option("zeroshot-tasks", Separator = ',', HelpText = "Tasks for --zeroshot (default: all).")]
-    public IEnumerable<string>? ZeroShotTasks { get; set; }
-
-    [Option("zeroshot-limit", HelpText = "First N items of each task for --zeroshot.")]
-    public int? ZeroShotLimit { get; set; }
-
-    /// <summary>The --zeroshot tasks, loaded (and checked) before any weights are; null when not asked for.</summary>
-    public IReadOnlyList<Runtime.ZeroShot.ZeroShotTask>? LoadZeroShotTasks()
-    {
-        if (!ZeroShot) return null;
-        if (ZeroShotLimit is <= 0) throw new PrunerZeroException($"--zeroshot-limit must be positive, got {ZeroShotLimit}");
-        return ZeroShotCommand.LoadTasks(ZeroShotTasks?.ToList() is { Count: > 0 } t ? t : null);
-    }
-
-    [Option("device", Default = "cpu", HelpText = "Where the model runs and metrics are scored: cpu (fused SIMD) or cuda (a CUDA TorchSharp build and ILGPU; refused in one line without them).")]
-    public string Device { get; set; } = "cpu";
+    /// <summary>--device, cpu when not given.</summary>
+    public string Device => DeviceOption ?? "cpu";
 
     /// <summary>The Kernels back end; a CUDA request on a machine without one is an error, never a silent fallback.</summary>
     public Kernels.IMetricBackend Backend() => Device.ToLowerInvariant() switch
@@ -57,17 +45,6 @@ public abstract class PruneOptionsBase : CalibrationOptions
         catch (InvalidOperationException e) { throw new PrunerZeroException($"--device cuda: {e.Message}"); }
     }
 
-    [Option("update", Default = "none", HelpText = "none, or obs: after the metric's mask, SparseGPT's column sweep updates the kept weights (OBS).")]
-    public string Update { get; set; } = "none";
-
-    /// <summary>The metric or sparsegpt of a --metric argument or a library line, with --update.</summary>
-    public PruneMethod ParseMethod(string text)
-    {
-        var update = PruneMethod.ParseUpdate(Update);
-        try { return PruneMethod.Resolve(text, update); }
-        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{Kernels.MetricParseException.Excerpt(text, 0)}': {e.Message}"); }
-    }
-
     public PruneTarget Target()
     {
         if (NM != null && Sparsity != null) throw new PrunerZeroException("give --sparsity or --nm, not both");
@@ -78,11 +55,11 @@ public abstract class PruneOptionsBase : CalibrationOptions
     /// Checks every option against each other and against the model's config.json, before anything is loaded
     /// or computed: counts, the N:M group against every pruned layer's width, seqlen against the model.
     /// </summary>
-    public LlamaConfig Preflight(PruneTarget target)
+    public virtual LlamaConfig Preflight(PruneTarget target)
     {
         if (NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {NSamples}");
         if (Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {Seqlen}");
-        if (Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {Windows}");
+        Sampling();   // --calib-seed with stride sampling is refused here
         return CheckModel(Defaults.Model(Model), target);
     }
 
@@ -106,7 +83,8 @@ public abstract class PruneOptionsBase : CalibrationOptions
                 throw new PrunerZeroException($"--nm {target.N}:{target.M}: groups of {target.M} must divide every pruned layer's input width, but {what} is {width}");
     }
 
-    public SessionOptions Session() => new()
+    /// <summary>The session: no --windows here (the one-shot verbs evaluate on their own window counts).</summary>
+    public virtual SessionOptions Session() => new()
     {
         ModelDir = Defaults.Model(Model),
         CalibPath = CalibPath(),
@@ -116,7 +94,7 @@ public abstract class PruneOptionsBase : CalibrationOptions
         Sampling = Sampling(),
         Seed = CalibSeed,
         CacheDir = Cache ?? SessionOptions.DefaultCacheDir(),
-        EvalWindows = Windows,
+        EvalWindows = null,
         Device = Device,
     };
 
@@ -125,4 +103,52 @@ public abstract class PruneOptionsBase : CalibrationOptions
         try { return Kernels.Metrics.Resolve(text); }
         catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{Kernels.MetricParseException.Excerpt(text, 0)}': {e.Message}"); }
     }
+}
+
+/// <summary>
+/// The options of prune and score, which evaluate the pruned model: --windows of the perplexity, --zeroshot and its
+/// tasks, and --update (OBS). The one-shot fitness verbs (search, bench, worker) have none of these.
+/// </summary>
+public abstract class PruneOptionsBase : PruningSetupOptions
+{
+    [Option("windows", HelpText = "Evaluate only the first K windows.")]
+    public int? Windows { get; set; }
+
+    [Option("zeroshot", HelpText = "Also report zero-shot accuracy (mean acc over the tasks; see the zeroshot verb).")]
+    public bool ZeroShot { get; set; }
+
+    [Option("zeroshot-tasks", Separator = ',', HelpText = "Tasks for --zeroshot (default: all).")]
+    public IEnumerable<string>? ZeroShotTasks { get; set; }
+
+    [Option("zeroshot-limit", HelpText = "First N items of each task for --zeroshot.")]
+    public int? ZeroShotLimit { get; set; }
+
+    /// <summary>The --zeroshot tasks, loaded (and checked) before any weights are; null when not asked for.</summary>
+    public IReadOnlyList<Runtime.ZeroShot.ZeroShotTask>? LoadZeroShotTasks()
+    {
+        if (!ZeroShot) return null;
+        if (ZeroShotLimit is <= 0) throw new PrunerZeroException($"--zeroshot-limit must be positive, got {ZeroShotLimit}");
+        return ZeroShotCommand.LoadTasks(ZeroShotTasks?.ToList() is { Count: > 0 } t ? t : null);
+    }
+
+    [Option("update", Default = "none", HelpText = "none, or obs: after the metric's mask, SparseGPT's column sweep updates the kept weights (OBS).")]
+    public string Update { get; set; } = "none";
+
+    /// <summary>The metric or sparsegpt of a --metric argument or a library line, with --update.</summary>
+    public PruneMethod ParseMethod(string text)
+    {
+        var update = PruneMethod.ParseUpdate(Update);
+        try { return PruneMethod.Resolve(text, update); }
+        catch (Kernels.MetricParseException e) { throw new PrunerZeroException($"metric '{Kernels.MetricParseException.Excerpt(text, 0)}': {e.Message}"); }
+    }
+
+    public override LlamaConfig Preflight(PruneTarget target)
+    {
+        if (Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {Windows}");
+        if (!ZeroShot && (ZeroShotTasks?.Any() == true || ZeroShotLimit is not null))
+            throw new PrunerZeroException($"{(ZeroShotLimit is not null ? "--zeroshot-limit" : "--zeroshot-tasks")} applies to --zeroshot, which is not given");
+        return base.Preflight(target);
+    }
+
+    public override SessionOptions Session() => base.Session() with { EvalWindows = Windows };
 }

@@ -23,8 +23,11 @@ public sealed class ScoreOptions : PruneOptionsBase
     [Option("screen-windows", Separator = ',', HelpText = "Screen fidelity: also score each metric with the search's screen fitness (one-shot, dense X and G) on each of these window counts, e.g. 4,16,64, and report the rank correlation with the full numbers.")]
     public IEnumerable<int>? ScreenWindows { get; set; }
 
-    [Option("top-k", Default = 10, HelpText = "With --screen-windows: k of the top-k overlap (the search draws parents from its top-k).")]
-    public int TopK { get; set; }
+    [Option("top-k", HelpText = "With --screen-windows: k of the top-k overlap (default 10; the search draws parents from its top-k).")]
+    public int? TopKOption { get; set; }
+
+    /// <summary>--top-k, 10 when not given.</summary>
+    public int TopK => TopKOption ?? 10;
 }
 
 public sealed record ScoreRow(string Line, string? Metric, bool Valid, string? Reason, double? Sparsity, double? Perplexity, double? BitsPerByte, double Seconds,
@@ -160,6 +163,7 @@ public static class ScoreCommand
     static List<int> ScreenWindows(ScoreOptions o, WeightUpdate update)
     {
         var list = o.ScreenWindows?.ToList() ?? [];
+        if (list.Count == 0 && o.TopKOption is not null) throw new PrunerZeroException("--top-k applies to --screen-windows, which is not given");
         if (list.Count == 0) return list;
         foreach (int n in list)
             if (n < 1) throw new PrunerZeroException($"--screen-windows must be positive window counts, got {n}");

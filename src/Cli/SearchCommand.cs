@@ -7,7 +7,7 @@ using PrunerZero.Search;
 namespace PrunerZero.Cli;
 
 [Verb("search", HelpText = "Search for a symbolic pruning metric by genetic programming (Pruner-Zero, Algorithm 1).")]
-public sealed class SearchOptionsCli : PruneOptionsBase
+public sealed class SearchOptionsCli : PruningSetupOptions
 {
     [Option("run", Required = true, HelpText = "Run folder: search.db and the report files.")]
     public string Run { get; set; } = "";
@@ -33,8 +33,11 @@ public sealed class SearchOptionsCli : PruneOptionsBase
     [Option("cluster", HelpText = "Evaluate on the workers of this cluster: localhost[:PORT] or redis://HOST:PORT[/NAME] (see `worker`).")]
     public string? Cluster { get; set; }
 
-    [Option("wait", Default = 300, HelpText = "With --cluster: seconds to wait for a reachable, compatible worker before failing.")]
-    public int Wait { get; set; }
+    [Option("wait", HelpText = "With --cluster: seconds to wait for a reachable, compatible worker before failing (default 300).")]
+    public int? WaitOption { get; set; }
+
+    /// <summary>--wait, 300 when not given.</summary>
+    public int Wait => WaitOption ?? 300;
 
     [Option("transfer-model", Separator = ',', HelpText = "Other checkpoints (DIR[,DIR...]): after the full re-check, the leaders and baselines are pruned and evaluated on each with the same full protocol, one model loaded at a time (a transfer table per model in report.md, all rows in transfer.csv).")]
     public IEnumerable<string> TransferModels { get; set; } = [];
@@ -164,6 +167,14 @@ public static class SearchCommand
         if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
         if (o.Batch < 1) throw new PrunerZeroException($"--batch must be at least 1, got {o.Batch}");
         if (o.ReportTop < 1) throw new PrunerZeroException($"--report-top must be at least 1, got {o.ReportTop}");
+        // Options this search would not use are refused, never ignored.
+        if (o.Cluster is null && o.WaitOption is not null) throw new PrunerZeroException("--wait applies to --cluster, which is not given");
+        if (o.Cluster is not null && !o.TransferModels.Any())
+        {
+            // The workers load the model, compute G and choose their device; this process evaluates nothing.
+            if (o.Cache is not null) throw new PrunerZeroException("--cache is not used with --cluster (each worker keeps its own G cache; give --cache to `worker`)");
+            if (o.DeviceOption is not null) throw new PrunerZeroException("--device is not used with --cluster (each worker has its own; give --device to `worker`)");
+        }
 
         // The run folder: writable, not holding a run unless resuming, not in use. RunStore checks all of this again
         // under its lock; here it fails before the model is loaded.

@@ -24,9 +24,14 @@ public sealed class SynthOptions
 
 public static class SynthCommand
 {
+    /// <summary>What synth writes: the preset (its shapes), layers, dtype, seed and folder.</summary>
+    public sealed record SynthPlan(SyntheticCheckpoint.Preset Preset, int? Layers, string Dtype, int Seed, string Out);
+
+    public static SynthPlan Plan(SynthOptions o) => new(SyntheticCheckpoint.Find(o.Preset), o.Layers, o.Dtype, o.Seed, o.Out);
+
     public static int Run(SynthOptions o)
     {
-        var preset = SyntheticCheckpoint.Find(o.Preset);
+        var preset = Plan(o).Preset;
         var progress = new ProgressLine();
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var cfg = SyntheticCheckpoint.Write(preset, o.Layers, o.Dtype, o.Seed, o.Out, Defaults.Model(null), progress);

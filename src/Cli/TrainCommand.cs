@@ -53,16 +53,19 @@ public static class TrainCommand
         GuardExistingModel(o);
         PathSafety.WritableDirectory(o.Out, "--out");
         var progress = new ProgressLine();
-        LlamaTrainer.Train(new TrainOptions
-        {
-            OutDir = o.Out, TrainFiles = files, Preset = o.Config, Seed = o.Seed, Steps = o.Steps, Minutes = o.Minutes,
-            Resume = o.Resume, LearningRate = o.Lr, BosFirst = o.BosFirst, SnapshotEvery = o.SnapshotEvery,
-        }, progress, new ProgressAwareWriter(progress, Console.Error));
+        LlamaTrainer.Train(Plan(o, files), progress, new ProgressAwareWriter(progress, Console.Error));
         progress.Done();
         if (!o.NoEval && File.Exists(Path.Combine(o.Out, "training.json")))
             ModelCard.Write(o.Out, "prunerzero " + string.Join(' ', args), files, progress);
         return 0;
     }
+
+    /// <summary>The training run the options describe (every option but --no-eval, which is about the model card, reaches it).</summary>
+    public static TrainOptions Plan(TrainOptionsCli o, IReadOnlyList<string>? files = null) => new()
+    {
+        OutDir = o.Out, TrainFiles = files ?? o.Data?.ToList() ?? [], Preset = o.Config, Seed = o.Seed, Steps = o.Steps, Minutes = o.Minutes,
+        Resume = o.Resume, LearningRate = o.Lr, BosFirst = o.BosFirst, SnapshotEvery = o.SnapshotEvery,
+    };
 
     /// <summary>
     /// A folder that already holds a model is never trained over: only --resume of a training run that left its

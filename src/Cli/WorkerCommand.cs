@@ -7,7 +7,7 @@ using PrunerZero.Search;
 namespace PrunerZero.Cli;
 
 [Verb("worker", HelpText = "Serve search evaluations as a member (Orleans silo) of a cluster; one worker per device.")]
-public sealed class WorkerOptions : PruneOptionsBase
+public sealed class WorkerOptions : PruningSetupOptions
 {
     [Option("cluster", Required = true, HelpText = "localhost[:PORT] (one machine; start the first worker first) or redis://HOST:PORT[/NAME].")]
     public string Cluster { get; set; } = "";
@@ -32,7 +32,7 @@ public static class ClusterWiring
     }
 
     /// <summary>Content hashes of model, data and calibration, and every setting that changes a fitness value.</summary>
-    public static string Protocol(PruneOptionsBase o, int screenWindows)
+    public static string Protocol(PruningSetupOptions o, int screenWindows)
     {
         var s = o.Session();
         if (!Directory.Exists(s.ModelDir)) throw new PrunerZeroException($"--model {s.ModelDir}: no such folder");
@@ -51,18 +51,21 @@ public static class ClusterWiring
         ]);
     }
 
-    public static ClusterFitness ConnectSearch(SearchOptionsCli o, TextWriter log, CancellationToken ct)
+    /// <summary>What `search --cluster` connects with: the cluster, the protocol the workers must match, the batch and the wait.</summary>
+    public static ClusterFitnessOptions SearchPlan(SearchOptionsCli o)
     {
         var spec = Spec(o.Cluster!);
         if (o.Wait < 1) throw new PrunerZeroException($"--wait must be at least 1 second, got {o.Wait}");
-        var protocol = Protocol(o, o.ScreenWindows);
-        log.WriteLine($"cluster: joining {spec} as a client; protocol {protocol}");
+        return new ClusterFitnessOptions { Spec = spec, Protocol = Protocol(o, o.ScreenWindows), Batch = o.Batch, Wait = TimeSpan.FromSeconds(o.Wait) };
+    }
+
+    public static ClusterFitness ConnectSearch(SearchOptionsCli o, TextWriter log, CancellationToken ct)
+    {
+        var plan = SearchPlan(o);
+        log.WriteLine($"cluster: joining {plan.Spec} as a client; protocol {plan.Protocol}");
         try
         {
-            return ClusterFitness.Connect(new ClusterFitnessOptions
-            {
-                Spec = spec, Protocol = protocol, Batch = o.Batch, Wait = TimeSpan.FromSeconds(o.Wait),
-            }, log, ct);
+            return ClusterFitness.Connect(plan, log, ct);
         }
         catch (ClusterUnavailableException e) { throw new PrunerZeroException(e.Message); }
     }
@@ -70,12 +73,23 @@ public static class ClusterWiring
 
 public static class WorkerCommand
 {
-    public static int Run(WorkerOptions o)
+    /// <summary>Everything a worker serves with, from its options (every option of the verb reaches it).</summary>
+    public sealed record WorkerPlan(ClusterSpec Spec, string? Name, string? Advertise, string Protocol, string Device,
+        SessionOptions Session, PruneTarget Target, int ScreenWindows);
+
+    public static WorkerPlan Plan(WorkerOptions o)
     {
         var spec = ClusterWiring.Spec(o.Cluster);
         var target = o.Target();
-        var options = o.Session() with { EvalWindows = null };
-        var protocol = ClusterWiring.Protocol(o, o.ScreenWindows);
+        o.Sampling();
+        return new WorkerPlan(spec, o.Name, o.Advertise, ClusterWiring.Protocol(o, o.ScreenWindows), o.Device.ToLowerInvariant(),
+            o.Session() with { EvalWindows = null }, target, o.ScreenWindows);
+    }
+
+    public static int Run(WorkerOptions o)
+    {
+        var plan = Plan(o);
+        var (spec, target, options, protocol) = (plan.Spec, plan.Target, plan.Session, plan.Protocol);
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);
         using var backend = o.Backend();   // a CUDA request without a GPU fails here, before joining
@@ -87,13 +101,13 @@ public static class WorkerCommand
         PruneSession? session = null;
         try
         {
-            WorkerHost.RunAsync(spec, o.Name, o.Advertise, protocol, o.Device.ToLowerInvariant(), () =>
+            WorkerHost.RunAsync(spec, plan.Name, plan.Advertise, protocol, plan.Device, () =>
             {
                 session = new PruneSession(options, log, progress);
                 _ = session.DenseStats;   // X and G once, before the first job
                 _ = session.Gradients;
                 progress.Done();
-                return new PruningFitness(session, target, backend, o.ScreenWindows);
+                return new PruningFitness(session, target, backend, plan.ScreenWindows);
             }, log, cts.Token).GetAwaiter().GetResult();
         }
         catch (ClusterSpecException e) { throw new PrunerZeroException(e.Message); }

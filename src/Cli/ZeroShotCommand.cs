@@ -50,11 +50,13 @@ public static class ZeroShotCommand
         {
             var json = report.ToJson();
             json["model"] = modelDir;
+            json["bos"] = o.Bos;
+            json["batch_tokens"] = o.BatchTokens;
             Console.WriteLine(json.ToJsonString());
         }
         else
         {
-            Console.WriteLine($"model={modelDir}");
+            Console.WriteLine($"model={modelDir} bos={(o.Bos ? "yes" : "no")} batch_tokens={o.BatchTokens}");
             Console.WriteLine(report.Describe());
         }
         return 0;

@@ -96,13 +96,13 @@ public sealed class Expr : IEquatable<Expr>
         Op = op;
         _children = children;
         int depth = 0, size = 1;
-        var h = new HashCode();
-        h.Add(op);
+        // A stable hash (not System.HashCode, which is randomized per process): the same tree hashes alike in every run.
+        ulong h = Mix((ulong)op + 0x51ED_2701UL);
         foreach (var c in children)
         {
             depth = Math.Max(depth, c.Depth);
             size += c.Size;
-            h.Add(c._hash);
+            h = Mix(h ^ (uint)c._hash);
         }
         Depth = depth + 1;
         Size = size;
@@ -110,7 +110,7 @@ public sealed class Expr : IEquatable<Expr>
             throw new ExprTooLargeException($"expression nested {Depth} deep; at most {MaxDepth} levels are allowed");
         if (Size > MaxSize)
             throw new ExprTooLargeException($"expression has {Size} nodes; at most {MaxSize} are allowed");
-        _hash = h.ToHashCode();
+        _hash = (int)(h ^ (h >> 32));
     }
 
     public static Expr Leaf(Terminal t) => t switch { Terminal.W => W, Terminal.G => G, _ => X };
@@ -249,6 +249,15 @@ public sealed class Expr : IEquatable<Expr>
 
     public override bool Equals(object? obj) => obj is Expr e && Equals(e);
     public override int GetHashCode() => _hash;
+
+    /// <summary>SplitMix64's finalizer.</summary>
+    static ulong Mix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
     public static bool operator ==(Expr? a, Expr? b) => a is null ? b is null : a.Equals(b);
     public static bool operator !=(Expr? a, Expr? b) => !(a == b);
 }

@@ -46,6 +46,53 @@ public static class SafeTensors
     /// <summary>Reads and validates the header; returns the entries and the offset where data starts.</summary>
     public static (List<SafeTensorEntry> Entries, long DataStart) ReadHeader(string path)
     {
+        var (entries, dataStart, _) = ReadHeaderAndMetadata(path);
+        return (entries, dataStart);
+    }
+
+    /// <summary>The __metadata__ key of the SHA-256 (lowercase hex) over every byte after the header, written by a checksumming <see cref="SafeTensorsWriter"/>.</summary>
+    public const string ChecksumKey = "data_sha256";
+
+    /// <summary>
+    /// Null when the file's data section (every byte after the header, to the end of the file) hashes to the
+    /// <see cref="ChecksumKey"/> stored in its header; otherwise why not, in words (truncated, garbled header, no
+    /// checksum, mismatch). Reads the whole file.
+    /// </summary>
+    public static string? ChecksumProblem(string path)
+    {
+        List<SafeTensorEntry> entries;
+        long dataStart;
+        Dictionary<string, string> meta;
+        try { (entries, dataStart, meta) = ReadHeaderAndMetadata(path); }
+        catch (PrunerZeroException e) { return e.Message.StartsWith(path, StringComparison.Ordinal) ? e.Message[path.Length..].TrimStart(':', ' ') : e.Message; }
+        long needed = entries.Count == 0 ? 0 : entries.Max(e => e.End);
+        long have = new FileInfo(path).Length - dataStart;
+        if (have != needed) return $"the data section is {have} bytes, the header lays out {needed}";
+        if (!meta.TryGetValue(ChecksumKey, out var stored)) return $"its header has no {ChecksumKey} checksum";
+        string actual = DataSha256(path, dataStart);
+        return actual == stored ? null : $"{ChecksumKey} mismatch: the header says {stored[..Math.Min(16, stored.Length)]}…, the data hashes to {actual[..16]}…";
+    }
+
+    /// <summary>SHA-256 (lowercase hex) of every byte of <paramref name="path"/> from <paramref name="dataStart"/> to its end.</summary>
+    public static string DataSha256(string path, long dataStart)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return DataSha256(fs, dataStart);
+    }
+
+    internal static string DataSha256(Stream fs, long dataStart)
+    {
+        using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        fs.Position = dataStart;
+        var buffer = new byte[1 << 20];
+        int n;
+        while ((n = fs.Read(buffer, 0, buffer.Length)) > 0) h.AppendData(buffer, 0, n);
+        return Convert.ToHexString(h.GetHashAndReset()).ToLowerInvariant();
+    }
+
+    /// <summary>The header's entries, data offset and __metadata__ (string values only).</summary>
+    public static (List<SafeTensorEntry> Entries, long DataStart, Dictionary<string, string> Metadata) ReadHeaderAndMetadata(string path)
+    {
         if (!System.IO.File.Exists(path)) throw new PrunerZeroException($"safetensors file not found: {path}");
         using var fs = System.IO.File.OpenRead(path);
         long length = fs.Length;
@@ -90,7 +137,11 @@ public static class SafeTensors
             if (byStart[i].Begin < byStart[i - 1].End)
                 throw new PrunerZeroException(
                     $"{path}: tensors '{byStart[i - 1].Name}' [{byStart[i - 1].Begin}, {byStart[i - 1].End}] and '{byStart[i].Name}' [{byStart[i].Begin}, {byStart[i].End}] overlap; every tensor needs its own bytes");
-        return (entries, dataStart);
+        var metadata = new Dictionary<string, string>();
+        if (header["__metadata__"] is JsonObject m)
+            foreach (var (k, v) in m)
+                if (v is JsonValue jv && jv.TryGetValue<string>(out var text)) metadata[k] = text;
+        return (entries, dataStart, metadata);
     }
 
     static SafeTensorEntry Entry(string path, string name, JsonNode? node, long dataLength)
@@ -201,14 +252,22 @@ public sealed class SafeTensorsWriter : IDisposable
     readonly Dictionary<string, (TensorSpec Spec, long Offset)> _layout = new();
     readonly HashSet<string> _written = new();
     readonly long _dataStart;
+    readonly long _checksumAt = -1;
     bool _done;
     static int s_writers;
+    static readonly string ChecksumPlaceholder = new('0', 64);
 
-    public SafeTensorsWriter(string path, IReadOnlyList<TensorSpec> specs, IDictionary<string, string>? metadata = null)
+    /// <summary>
+    /// With <paramref name="checksum"/>, <see cref="Complete"/> hashes every byte of the data section (SHA-256) and
+    /// stores it in the header's __metadata__ as <see cref="SafeTensors.ChecksumKey"/> before the file is moved into
+    /// place, so the checksum is written with the content, atomically (see <see cref="SafeTensors.ChecksumProblem"/>).
+    /// </summary>
+    public SafeTensorsWriter(string path, IReadOnlyList<TensorSpec> specs, IDictionary<string, string>? metadata = null, bool checksum = false)
     {
         var header = new JsonObject();
         var meta = new JsonObject { ["format"] = "pt" };
         if (metadata != null) foreach (var (k, v) in metadata) meta[k] = v;
+        if (checksum) meta[SafeTensors.ChecksumKey] = ChecksumPlaceholder;
         header["__metadata__"] = meta;
         long offset = 0;
         foreach (var s in specs)
@@ -223,6 +282,11 @@ public sealed class SafeTensorsWriter : IDisposable
             offset += s.Bytes;
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
+        if (checksum)
+        {
+            var marker = Encoding.UTF8.GetBytes($"\"{SafeTensors.ChecksumKey}\":\"{ChecksumPlaceholder}\"");
+            _checksumAt = 8 + json.AsSpan().IndexOf(marker) + marker.Length - 1 - ChecksumPlaceholder.Length;
+        }
         int padded = (json.Length + 7) / 8 * 8;
         var headerBytes = new byte[padded];
         Array.Fill(headerBytes, (byte)' ');
@@ -232,7 +296,7 @@ public sealed class SafeTensorsWriter : IDisposable
         // on one machine) each write their own file, and the last rename wins (same content, atomic replace).
         _tmp = $"{path}.{Environment.ProcessId}.{Interlocked.Increment(ref s_writers)}.tmp";
         DiskSpace.Require(path, 8 + padded + offset);
-        _fs = new FileStream(_tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+        _fs = new FileStream(_tmp, FileMode.Create, checksum ? FileAccess.ReadWrite : FileAccess.Write, FileShare.None, 1 << 20);
         _fs.Write(BitConverter.GetBytes((ulong)padded));
         _fs.Write(headerBytes);
         _dataStart = 8 + padded;
@@ -259,6 +323,14 @@ public sealed class SafeTensorsWriter : IDisposable
     {
         var missing = _layout.Keys.Where(k => !_written.Contains(k)).ToList();
         if (missing.Count > 0) throw new InvalidOperationException($"{_path}: tensors not written: {string.Join(", ", missing.Take(5))}");
+        if (_checksumAt >= 0)
+        {
+            _fs.Flush();
+            var sha = Encoding.ASCII.GetBytes(SafeTensors.DataSha256(_fs, _dataStart));
+            _fs.Position = _checksumAt;
+            _fs.Write(sha);
+        }
+        _fs.Flush(flushToDisk: true);
         _fs.Dispose();
         System.IO.File.Move(_tmp, _path, overwrite: true);
         _done = true;

@@ -255,8 +255,17 @@ public sealed class GradientStats : IDisposable
         IProgress<string>? progress, TextWriter log)
     {
         string path = Path.Combine(cacheDir, "gradients", CacheKey(modelDir, calib) + ".safetensors");
-        if (File.Exists(path)) log.WriteLine($"gradients: cached {path}");
-        else
+        if (File.Exists(path))
+        {
+            // Verified before every use: a damaged entry would prune with wrong G and report a plausible, wrong number.
+            if (SafeTensors.ChecksumProblem(path) is { } problem)
+            {
+                log.WriteLine($"gradients: cache entry {path} is damaged ({problem}); deleted, recomputing");
+                File.Delete(path);
+            }
+            else log.WriteLine($"gradients: cached {path} (checksum verified)");
+        }
+        if (!File.Exists(path))
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
@@ -264,7 +273,7 @@ public sealed class GradientStats : IDisposable
             for (int i = 0; i < model.Blocks.Count; i++)
                 foreach (var k in LinearKinds.All) specs.Add(new TensorSpec(Name(i, k), "F32", model.Blocks[i][k].shape));
             using (var w = new SafeTensorsWriter(path, specs,
-                new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["calibration"] = calib.Describe() }))
+                new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["calibration"] = calib.Describe() }, checksum: true))
             {
                 ComputeBlockwise(model, calib, (i, k, t) => w.Write(Name(i, k), t), progress);
                 w.Complete();

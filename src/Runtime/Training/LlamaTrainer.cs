@@ -133,7 +133,7 @@ public static class LlamaTrainer
 
             using (var scope = NewDisposeScope())
             {
-                var rng = new Random(HashCode.Combine(o.Seed, step));
+                var rng = new Random(StableSeed.ForRandom(o.Seed, step));   // the same windows in every process
                 var batch = new long[preset.Batch * preset.Seqlen];
                 int lead = o.BosFirst ? 1 : 0;
                 for (int b = 0; b < preset.Batch; b++)
