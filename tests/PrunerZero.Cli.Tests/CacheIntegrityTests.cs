@@ -9,7 +9,7 @@ namespace PrunerZero.Cli.Tests;
 /// every load; a mismatch or a truncated file is reported on stderr naming the file, and G is recomputed, so the
 /// result equals the undamaged run's.
 /// </summary>
-public class CacheIntegrityTests
+public class CacheIntegrityTests : TorchGuarded
 {
     static (string Model, string Wiki, string Calib, string Cache) Setup()
     {

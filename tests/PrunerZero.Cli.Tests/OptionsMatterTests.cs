@@ -16,7 +16,7 @@ namespace PrunerZero.Cli.Tests;
 /// run identity of a search) compared, or, for a costly option, the plan object the verb builds from its options
 /// compared. An option without an entry fails the test, so no option can be added that silently does nothing.
 /// </summary>
-public class OptionsMatterTests
+public class OptionsMatterTests : TorchGuarded
 {
     sealed record Env(string Model, string Model2, string Wiki, string Wiki2, string Calib, string Calib2, string Cache, string Lib, string ZsData)
     {

@@ -7,7 +7,7 @@ namespace PrunerZero.Cli.Tests;
 /// A seed means the same run in every process: the built CLI, started twice as separate processes (so per-process
 /// randomization such as System.HashCode's differs), writes byte-identical checkpoints for the same seed.
 /// </summary>
-public class SeedReproducibilityTests
+public class SeedReproducibilityTests : TorchGuarded
 {
     /// <summary>Runs prunerzero.dll (copied beside the tests by the project reference) in a process of its own.</summary>
     static (int Exit, string Err) RunProcess(params string[] args)

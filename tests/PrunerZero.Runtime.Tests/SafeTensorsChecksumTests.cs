@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace PrunerZero.Runtime.Tests;
 
 /// <summary>A checksumming safetensors writer stores SHA-256 of every data byte in __metadata__; any changed, missing or extra byte is found.</summary>
-public class SafeTensorsChecksumTests
+public class SafeTensorsChecksumTests : TorchGuarded
 {
     static string WriteEntry(bool checksum)
     {
