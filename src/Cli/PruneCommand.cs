@@ -75,7 +75,7 @@ public static class PruneCommand
                 sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
                 perplexity = JsonNumbers.Finite(ppl?.Perplexity), bits_per_byte = JsonNumbers.Finite(ppl?.BitsPerByte),
                 perplexity_note = JsonNumbers.Note("perplexity", ppl?.Perplexity), windows = ppl?.Windows, out_dir = o.Out,
-                zeroshot_mean_acc = zs?.MeanAcc,
+                zeroshot_mean_acc = zs?.MeanAcc, zeroshot_tasks = zeroShotTasks?.Select(t => t.Name), zeroshot_limit = o.ZeroShotLimit,
             }));
         }
         else
@@ -83,7 +83,7 @@ public static class PruneCommand
             string pruning = $"metric={metric} target={target} {session.Calibration.Describe()}";
             Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}) -> {o.Out}; {session.Calibration.Describe()}");
             if (ppl != null) Console.WriteLine($"{ppl.Describe()} {pruning}");
-            if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks{(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")} {pruning}");
+            if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks ({string.Join(",", zeroShotTasks!.Select(t => t.Name))}){(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")} {pruning}");
         }
         return 0;
     }

@@ -113,7 +113,8 @@ public static class ScoreCommand
         }
         progress.Done();
         var sorted = rows.OrderBy(r => r.Valid ? 0 : 1).ThenBy(r => r.Perplexity ?? double.MaxValue).ToList();
-        string protocol = session.Protocol(target) + $" windows={(o.Windows?.ToString() ?? "all")}";
+        string protocol = session.Protocol(target) + $" windows={(o.Windows?.ToString() ?? "all")}"
+            + (zeroShotTasks is null ? "" : $" zeroshot={string.Join(",", zeroShotTasks.Select(t => t.Name))}{(o.ZeroShotLimit is int zl ? $" zeroshot_limit={zl}" : "")}");
         List<FidelityRow>? fidelity = screenWindows.Count == 0 ? null : Fidelity(rows, screenWindows, o.TopK);
         string? screenProtocol = screenWindows.Count == 0 ? null
             : $"screen=one-shot(dense X, G) on {string.Join(",", screenWindows)} windows evenly spaced over the {splitWindows}; full=sequential, windows={(o.Windows?.ToString() ?? "all")}";

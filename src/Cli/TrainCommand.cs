@@ -55,7 +55,7 @@ public static class TrainCommand
         var progress = new ProgressLine();
         LlamaTrainer.Train(Plan(o, files), progress, new ProgressAwareWriter(progress, Console.Error));
         progress.Done();
-        if (!o.NoEval && File.Exists(Path.Combine(o.Out, "training.json")))
+        if (WritesModelCard(o) && File.Exists(Path.Combine(o.Out, "training.json")))
             ModelCard.Write(o.Out, "prunerzero " + string.Join(' ', args), files, progress);
         return 0;
     }
@@ -66,6 +66,9 @@ public static class TrainCommand
         OutDir = o.Out, TrainFiles = files ?? o.Data?.ToList() ?? [], Preset = o.Config, Seed = o.Seed, Steps = o.Steps, Minutes = o.Minutes,
         Resume = o.Resume, LearningRate = o.Lr, BosFirst = o.BosFirst, SnapshotEvery = o.SnapshotEvery,
     };
+
+    /// <summary>Whether the run ends with the WikiText-2 test evaluation and the model card (--no-eval skips both).</summary>
+    public static bool WritesModelCard(TrainOptionsCli o) => !o.NoEval;
 
     /// <summary>
     /// A folder that already holds a model is never trained over: only --resume of a training run that left its
