@@ -73,7 +73,12 @@ public static class WorkerCommand
     public static int Run(WorkerOptions o)
     {
         var spec = ClusterWiring.Spec(o.Cluster);
+        if (o.Advertise != null && !System.Net.IPAddress.TryParse(o.Advertise, out _))
+            throw new PrunerZeroException($"--advertise {o.Advertise}: not an IP address");
         var target = o.Target();
+        CliPaths.Cache(CliPaths.Pruning(o), o);
+        if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
+        o.Preflight(target);   // counts, seqlen and the model's config, before hashing and joining
         var options = o.Session() with { EvalWindows = null };
         var protocol = ClusterWiring.Protocol(o, o.ScreenWindows);
         var progress = new ProgressLine();
