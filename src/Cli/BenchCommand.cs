@@ -28,6 +28,7 @@ public static class BenchCommand
         var target = o.Target();
         if (o.Repeat < 1) throw new PrunerZeroException($"--repeat must be at least 1, got {o.Repeat}");
         if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
+        CliPaths.Cache(CliPaths.Pruning(o), o);
         o.Preflight(target);
         var progress = new ProgressLine();
         var log = new ProgressAwareWriter(progress, Console.Error);

@@ -32,6 +32,7 @@ public static class EvalCommand
         if (o.Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {o.Windows}");
         string modelDir = Defaults.Model(o.Model);
         string dataPath = Defaults.Dataset(o.Dataset);
+        new VerbPaths().InputFolder("--model", modelDir).InputFile("--dataset", dataPath);   // no output; devices and FIFOs refused
         var progress = new ProgressLine();
 
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));

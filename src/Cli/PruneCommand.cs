@@ -33,7 +33,10 @@ public static class PruneCommand
         if (!o.Eval && o.Dataset is not null) throw new PrunerZeroException("--dataset applies to --eval, which is not given");
         // Before anything is loaded: never write over the input, and an unwritable --out fails now, not after the work.
         PathSafety.NotTheInput(o.Out, Defaults.Model(o.Model), "--out");
-        PathSafety.WritableDirectory(o.Out, "--out");
+        // The one output rule (VerbPaths): --out is no input and holds no other checkpoint; --cache is no input either.
+        var paths = CliPaths.Pruning(o);
+        CliPaths.Cache(paths, o);
+        paths.OutputCheckpoint("--out", o.Out);
         o.Preflight(target);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();

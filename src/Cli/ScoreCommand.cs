@@ -52,17 +52,23 @@ public sealed record FidelityRow(int Windows, int Candidates, double? Spearman, 
 
 public static class ScoreCommand
 {
+    /// <summary>A metric library is a short text file: larger is refused (stated in the error).</summary>
+    public const long MaxMetricsBytes = 16L << 20;
+
     public static int Run(ScoreOptions o)
     {
+        // The one output rule (VerbPaths), before anything is read: --csv is no input (not the library, the model's files, the data).
+        var paths = CliPaths.Pruning(o).InputFile("--metrics", o.Metrics);
+        if (o.Csv != null) paths.OutputFile("--csv", o.Csv);
+        CliPaths.Cache(paths, o);
         if (!File.Exists(o.Metrics)) throw new PrunerZeroException($"metrics file not found: {o.Metrics}");
-        var lines = File.ReadAllLines(o.Metrics)
+        var lines = PathSafety.ReadAllTextBounded(o.Metrics, "--metrics", MaxMetricsBytes).Split('\n')
             .Select(l => (l.Contains('#') ? l[..l.IndexOf('#')] : l).Trim())
             .Where(l => l.Length > 0).ToList();
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");
         var target = o.Target();
         var update = PruneMethod.ParseUpdate(o.Update);
         var screenWindows = ScreenWindows(o, update);
-        if (o.Csv != null) PathSafety.WritableFile(o.Csv, "--csv");   // before the work, not after it
         o.Preflight(target);
         var zeroShotTasks = o.LoadZeroShotTasks();
         var progress = new ProgressLine();

@@ -154,6 +154,11 @@ public static class SearchCommand
         public void Dispose() { while (_all.Count > 0) _all.Pop().Dispose(); }
     }
 
+    /// <summary>What a search writes in its --run folder.</summary>
+    static readonly string[] RunFiles =
+        [RunStore.FileName, RunStore.FileName + "-wal", RunStore.FileName + "-shm", RunStore.LockFileName, "report.md", "report.json",
+         "history.csv", "fitness.png", "best.json", "best.txt", "transfer.csv", "workers.csv"];
+
     /// <summary>Every search option, checked with its flag's name before anything is loaded.</summary>
     static void Validate(SearchOptionsCli o)
     {
@@ -176,12 +181,30 @@ public static class SearchCommand
             if (o.DeviceOption is not null) throw new PrunerZeroException("--device is not used with --cluster (each worker has its own; give --device to `worker`)");
         }
 
+        if (o.Cluster is not null)
+        {
+            ClusterWiring.Spec(o.Cluster);   // a malformed SPEC is refused now, not after hashing and loading
+            if (o.Wait < 1) throw new PrunerZeroException($"--wait must be at least 1 second, got {o.Wait}");
+        }
+
+        // The one output rule (VerbPaths): --run and --cache are no input and hold none where the search writes.
+        var paths = CliPaths.Pruning(o);
+        foreach (var t in o.TransferModels) paths.InputFolder("--transfer-model", t);
+        CliPaths.Cache(paths, o);
+        paths.OutputFolder("--run", o.Run, RunFiles);
+
         // The run folder: writable, not holding a run unless resuming, not in use. RunStore checks all of this again
         // under its lock; here it fails before the model is loaded.
-        PathSafety.WritableDirectory(o.Run, "--run");
         if (!Directory.Exists(o.Run)) return;   // a new run: nothing to hold or lock yet
-        if (File.Exists(Path.Combine(o.Run, RunStore.FileName)) && !o.Resume)
-            throw new PrunerZeroException($"{Path.Combine(o.Run, RunStore.FileName)} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+        string db = Path.Combine(o.Run, RunStore.FileName);
+        if (File.Exists(db) || Path.Exists(db))
+        {
+            // Read-only: a file that is not this program's run (another program's SQLite, an empty file) is refused unchanged.
+            try { RunStore.Recognise(db); }
+            catch (RunStoreException e) { throw new PrunerZeroException(e.Message); }
+            if (!o.Resume)
+                throw new PrunerZeroException($"{db} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+        }
         try { RunStore.AcquireLock(o.Run).Dispose(); }
         catch (RunStoreException e) { throw new PrunerZeroException(e.Message); }
     }

@@ -38,7 +38,9 @@ public static class StatsCommand
         if (o.NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {o.NSamples}");
         if (o.Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {o.Seqlen}");
         if (o.Top < 1) throw new PrunerZeroException($"--top must be at least 1, got {o.Top}");
-        if (o.Csv != null) PathSafety.WritableFile(o.Csv, "--csv");
+        // The one output rule (VerbPaths): --csv is none of the inputs (the model's files, the calibration text).
+        if (o.Csv != null) CliPaths.Calibration(o).OutputFile("--csv", o.Csv);
+        else CliPaths.Calibration(o);
         var sampling = o.Sampling();
         string modelDir = Defaults.Model(o.Model);
         string calibPath = o.CalibPath();

@@ -32,6 +32,9 @@ public static class SynthCommand
     public static int Run(SynthOptions o)
     {
         var preset = Plan(o).Preset;
+        // The one output rule (VerbPaths): --out is not the tokenizer's source and holds no checkpoint files; a file
+        // or a read-only folder is refused before the first tensor.
+        new VerbPaths().InputFolder("tokenizer source", Defaults.Model(null)).OutputCheckpoint("--out", o.Out);
         var progress = new ProgressLine();
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var cfg = SyntheticCheckpoint.Write(preset, o.Layers, o.Dtype, o.Seed, o.Out, Defaults.Model(null), progress);

@@ -51,7 +51,12 @@ public static class TrainCommand
         if (o.Steps is < 1) throw new PrunerZeroException($"--steps must be at least 1, got {o.Steps}");
         if (o.Minutes is double m && !(m > 0 && double.IsFinite(m))) throw new PrunerZeroException($"--minutes must be positive, got {m}");
         GuardExistingModel(o);
-        PathSafety.WritableDirectory(o.Out, "--out");
+        // The one output rule (VerbPaths): no --data file is --out or lies in it (the model card, config and
+        // tokenizer files written there could replace it); a file or a read-only folder is refused now.
+        var paths = new VerbPaths();
+        foreach (var f in files) paths.InputFile("--data", f);
+        paths.NoInputInside("--out", o.Out);
+        paths.OutputFolder("--out", o.Out);
         var progress = new ProgressLine();
         LlamaTrainer.Train(Plan(o, files), progress, new ProgressAwareWriter(progress, Console.Error));
         progress.Done();

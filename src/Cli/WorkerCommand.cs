@@ -80,8 +80,13 @@ public static class WorkerCommand
     public static WorkerPlan Plan(WorkerOptions o)
     {
         var spec = ClusterWiring.Spec(o.Cluster);
+        if (o.Advertise != null && !System.Net.IPAddress.TryParse(o.Advertise, out _))
+            throw new PrunerZeroException($"--advertise {o.Advertise}: not an IP address");
         var target = o.Target();
         o.Sampling();
+        CliPaths.Cache(CliPaths.Pruning(o), o);
+        if (o.ScreenWindows < 1) throw new PrunerZeroException($"--screen-windows must be at least 1, got {o.ScreenWindows}");
+        o.Preflight(target);   // counts, seqlen and the model's config, before hashing and joining
         return new WorkerPlan(spec, o.Name, o.Advertise, ClusterWiring.Protocol(o, o.ScreenWindows), o.Device.ToLowerInvariant(),
             o.Session() with { EvalWindows = null }, target, o.ScreenWindows);
     }

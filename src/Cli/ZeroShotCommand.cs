@@ -38,6 +38,7 @@ public static class ZeroShotCommand
         if (o.Limit is <= 0) throw new PrunerZeroException($"--limit must be positive, got {o.Limit}");
         if (o.BatchTokens <= 0) throw new PrunerZeroException($"--batch-tokens must be positive, got {o.BatchTokens}");
         string modelDir = Defaults.Model(o.Model);
+        CliPaths.TaskFiles(new VerbPaths().InputFolder("--model", modelDir).InputFolder("--data", o.Data), "--tasks", o.Tasks);
         var progress = new ProgressLine();
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
         var tokenizer = TextTokenizer.Load(modelDir, config);

@@ -13,6 +13,7 @@ public static class Checkpoint
 {
     public static void RequireDirectory(string dir)
     {
+        if (File.Exists(dir)) throw new PrunerZeroException($"model directory {dir} is a file, not a checkpoint folder");
         if (!Directory.Exists(dir)) throw new PrunerZeroException($"model directory not found: {dir}");
     }
 
@@ -62,7 +63,7 @@ public static class Checkpoint
     static List<string> ShardFiles(string dir, string index)
     {
         JsonObject? map;
-        try { map = JsonNode.Parse(File.ReadAllText(index))?["weight_map"] as JsonObject; }
+        try { map = JsonNode.Parse(PathSafety.ReadAllTextBounded(index, "shard index", PathSafety.MaxJsonBytes))?["weight_map"] as JsonObject; }
         catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
         {
             throw new PrunerZeroException($"{index}: not valid JSON ({e.Message})");

@@ -14,6 +14,7 @@ public static class ContentHash
     public static string OfFile(string path)
     {
         if (!File.Exists(path)) throw new PrunerZeroException($"file not found: {path}");
+        PathSafety.RequireRegularFile(path, "input");   // a device or FIFO would never end
         try
         {
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);

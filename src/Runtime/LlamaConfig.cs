@@ -44,7 +44,7 @@ public sealed record LlamaConfig
     {
         if (!File.Exists(path)) throw new PrunerZeroException($"config.json not found: {path}");
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        try { root = JsonNode.Parse(PathSafety.ReadAllTextBounded(path, "config", PathSafety.MaxJsonBytes)); }
         catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON ({e.Message})"); }
         if (root is not JsonObject o) throw new PrunerZeroException($"{path}: expected a JSON object");
         try { return FromJson(o); }
@@ -57,12 +57,19 @@ public sealed record LlamaConfig
 
     public static LlamaConfig FromJson(JsonObject o)
     {
-        string arch = o["architectures"] is JsonArray a && a.Count > 0 && a[0] is JsonValue a0 && a0.TryGetValue<string>(out var an) ? an : "";
+        string arch = o["architectures"] switch
+        {
+            null => "",
+            JsonArray a when a.All(x => x is JsonValue xv && xv.GetValueKind() == JsonValueKind.String) => a.Count > 0 ? a[0]!.GetValue<string>() : "",
+            var x => throw new PrunerZeroException($"key 'architectures' must be a list of strings, found {JsonTypes.Found(x)}"),
+        };
         string modelType = Str(o, "model_type") ?? "";
         if (!SupportedArchitectures.Contains(arch) && modelType is not ("llama" or "mistral"))
             throw new PrunerZeroException($"architecture '{arch}' (model_type '{modelType}') is not supported; expected one of {string.Join(", ", SupportedArchitectures)}");
 
         // Keys that change the math: implemented or refused.
+        if (o["rope_scaling"] is not (null or JsonObject))
+            throw new PrunerZeroException($"key 'rope_scaling' must be an object or null, found {JsonTypes.Found(o["rope_scaling"])}");
         if (o["rope_scaling"] is JsonObject rs)
         {
             string type = Str(rs, "rope_type") ?? Str(rs, "type") ?? "?";
@@ -78,9 +85,10 @@ public sealed record LlamaConfig
         int hidden = Int(o, "hidden_size");
         int heads = Int(o, "num_attention_heads");
         int kv = o.ContainsKey("num_key_value_heads") && o["num_key_value_heads"] is not null ? Int(o, "num_key_value_heads") : heads;
-        if (o["head_dim"] is not JsonValue && heads > 0 && hidden % heads != 0)
+        int? givenHeadDim = OptInt(o, "head_dim");
+        if (givenHeadDim is null && heads > 0 && hidden % heads != 0)
             throw new PrunerZeroException($"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}) and no head_dim is given");
-        int headDim = o["head_dim"] is JsonValue ? Int(o, "head_dim") : hidden / Math.Max(heads, 1);
+        int headDim = givenHeadDim ?? hidden / Math.Max(heads, 1);
         var c = new LlamaConfig
         {
             Architecture = arch == "" ? (modelType == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM") : arch,
@@ -90,15 +98,15 @@ public sealed record LlamaConfig
             NumHeads = heads,
             NumKvHeads = kv,
             HeadDim = headDim,
-            RmsNormEps = o["rms_norm_eps"] is JsonValue ? Dbl(o, "rms_norm_eps") : 1e-6,
-            RopeTheta = o["rope_theta"] is JsonValue ? Dbl(o, "rope_theta") : 10000.0,
-            MaxPositionEmbeddings = o["max_position_embeddings"] is JsonValue ? Int(o, "max_position_embeddings") : 2048,
+            RmsNormEps = OptDbl(o, "rms_norm_eps") ?? 1e-6,
+            RopeTheta = OptDbl(o, "rope_theta") ?? 10000.0,
+            MaxPositionEmbeddings = OptInt(o, "max_position_embeddings") ?? 2048,
             VocabSize = Int(o, "vocab_size"),
             TieWordEmbeddings = Bool(o, "tie_word_embeddings") ?? false,
             TorchDtype = Str(o, "torch_dtype") ?? Str(o, "dtype") ?? "float32",
-            BosTokenId = o["bos_token_id"] is JsonValue ? Int(o, "bos_token_id") : null,
-            EosTokenId = o["eos_token_id"] is JsonValue ? Int(o, "eos_token_id") : null,
-            SlidingWindow = o["sliding_window"] is JsonValue ? Int(o, "sliding_window") : null,
+            BosTokenId = OptInt(o, "bos_token_id"),
+            EosTokenId = EosId(o),
+            SlidingWindow = OptInt(o, "sliding_window"),
         };
         c.Validate();
         return c;
@@ -162,27 +170,48 @@ public sealed record LlamaConfig
     {
         null => null,
         JsonValue v when v.TryGetValue<string>(out var s) => s,
-        var x => throw new PrunerZeroException($"key '{k}' must be a string, got {x.ToJsonString()}"),
+        var x => throw new PrunerZeroException($"key '{k}' must be a string, found {JsonTypes.Found(x)}"),
     };
 
     static bool? Bool(JsonObject o, string k) => o[k] switch
     {
         null => null,
         JsonValue v when v.TryGetValue<bool>(out var b) => b,
-        var x => throw new PrunerZeroException($"key '{k}' must be true or false, got {x.ToJsonString()}"),
+        var x => throw new PrunerZeroException($"key '{k}' must be true or false, found {JsonTypes.Found(x)}"),
     };
 
-    static int Int(JsonObject o, string k)
+    static int Int(JsonObject o, string k) =>
+        OptInt(o, k) ?? throw new PrunerZeroException($"missing integer key '{k}'");
+
+    /// <summary>Absent or null: null. An integer (or a whole-valued number): it. Anything else: refused, naming what was found.</summary>
+    static int? OptInt(JsonObject o, string k)
     {
-        if (o[k] is not JsonValue v) throw new PrunerZeroException($"missing integer key '{k}'");
-        if (v.TryGetValue<int>(out var i)) return i;
-        if (v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-        throw new PrunerZeroException($"key '{k}' must be an integer, got {v.ToJsonString()}");
+        var n = o[k];
+        if (n is null) return null;
+        if (n is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
+        {
+            if (v.TryGetValue<int>(out var i)) return i;
+            if (v.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+        }
+        throw new PrunerZeroException($"key '{k}' must be an integer, found {JsonTypes.Found(n)}");
     }
 
-    static double Dbl(JsonObject o, string k)
+    static double? OptDbl(JsonObject o, string k)
     {
-        if (o[k] is JsonValue v && v.TryGetValue<double>(out var d)) return d;
-        throw new PrunerZeroException($"key '{k}' must be a number");
+        var n = o[k];
+        if (n is null) return null;
+        if (n is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<double>(out var d)) return d;
+        throw new PrunerZeroException($"key '{k}' must be a number, found {JsonTypes.Found(n)}");
+    }
+
+    /// <summary>eos_token_id: an integer, or (as generation configs and LLaMA-3 write it) a list of integers, the first taken.</summary>
+    static int? EosId(JsonObject o)
+    {
+        if (o["eos_token_id"] is not JsonArray a) return OptInt(o, "eos_token_id");
+        var ids = new List<int>();
+        foreach (var x in a)
+            if (x is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i)) ids.Add(i);
+            else throw new PrunerZeroException($"key 'eos_token_id' must be an integer or a list of integers, found {JsonTypes.Found(a)}");
+        return ids.Count > 0 ? ids[0] : null;
     }
 }

@@ -94,6 +94,7 @@ public static class SafeTensors
     public static (List<SafeTensorEntry> Entries, long DataStart, Dictionary<string, string> Metadata) ReadHeaderAndMetadata(string path)
     {
         if (!System.IO.File.Exists(path)) throw new PrunerZeroException($"safetensors file not found: {path}");
+        PathSafety.RequireRegularFile(path, "weights file");
         using var fs = System.IO.File.OpenRead(path);
         long length = fs.Length;
         if (length < 8) throw new PrunerZeroException($"{path}: truncated safetensors file ({length} bytes, no header)");

@@ -15,6 +15,7 @@ public static class TextData
     /// <summary>The rows of a wikitext split, from `wiki.*.raw` or a parquet file with a `text` column.</summary>
     public static List<string> WikiTextRows(string path)
     {
+        PathSafety.RequireRegularFile(path, "dataset");
         if (!File.Exists(path)) throw new PrunerZeroException($"dataset file not found: {path}");
         var rows = path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase) ? ParquetText(path) : RawRows(path);
         if (rows.All(r => r.Length == 0)) throw new PrunerZeroException($"{path}: the dataset is empty");
@@ -49,6 +50,8 @@ public static class TextData
 
     static async Task<List<string>> ParquetTextAsync(string path)
     {
+        if (new FileInfo(path).Length > MaxTextBytes)
+            throw new PrunerZeroException($"{path}: {new FileInfo(path).Length:N0} bytes, more than the {PathSafety.Bound(MaxTextBytes)} a text input may have (text inputs are read whole)");
         await using var stream = File.OpenRead(path);
         await using var reader = await ParquetReader.CreateAsync(stream);
         var field = reader.Schema.DataFields.FirstOrDefault(f => f.Name == "text")
@@ -73,6 +76,7 @@ public static class TextData
     /// </summary>
     public static List<string> CalibrationDocuments(string path)
     {
+        PathSafety.RequireRegularFile(path, "calibration file");
         if (!File.Exists(path)) throw new PrunerZeroException($"calibration file not found: {path}");
         string name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
         string content = ReadUtf8(path);
@@ -119,9 +123,17 @@ public static class TextData
     /// with the file and the byte offset of the first bad sequence, never replaced silently: a replaced byte
     /// would change the tokens, and so every number computed from them.
     /// </summary>
+    /// <summary>
+    /// The most bytes of text (after decompression) an input may have: text inputs are read whole, and a file that
+    /// never ends (/dev/zero through a link, a gzip bomb) must stop with a message, not exhaust memory. 512 MiB keeps
+    /// the decoded string within .NET's limit; settable for tests.
+    /// </summary>
+    public static long MaxTextBytes { get; set; } = 512L << 20;
+
     public static string ReadUtf8(string path)
     {
         bool gz = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+        PathSafety.RequireRegularFile(path, "text input");
         byte[] bytes;
         try
         {
@@ -133,11 +145,9 @@ public static class TextData
                     throw new PrunerZeroException($"{path}: not a gzip file (the name ends in .gz but the gzip signature 1f 8b is missing)");
                 raw.Position = 0;
                 using var z = new GZipStream(raw, CompressionMode.Decompress);
-                using var ms = new MemoryStream();
-                z.CopyTo(ms);
-                bytes = ms.ToArray();
+                bytes = ReadBounded(z, path, " after decompression");
             }
-            else bytes = File.ReadAllBytes(path);
+            else bytes = ReadBounded(raw, path, "");
         }
         catch (InvalidDataException e) { throw new PrunerZeroException($"{path}: damaged gzip data ({e.Message})"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new PrunerZeroException($"cannot read {path}: {e.Message}"); }
@@ -153,6 +163,21 @@ public static class TextData
                 $"{path}: invalid UTF-8 at byte {offset}{(gz ? " of the decompressed data" : "")} (0x{bytes[offset]:x2}); text files must be UTF-8");
         }
         return new string(chars, 0, written);
+    }
+
+    /// <summary>A stream read whole, refused once it passes <see cref="MaxTextBytes"/> (the bound is in the message).</summary>
+    static byte[] ReadBounded(Stream s, string path, string where)
+    {
+        using var ms = new MemoryStream();
+        var buffer = new byte[1 << 16];
+        int n;
+        while ((n = s.Read(buffer)) > 0)
+        {
+            if (ms.Length + n > MaxTextBytes)
+                throw new PrunerZeroException($"{path}: more than {PathSafety.Bound(MaxTextBytes)} of text{where}, the most a text input may have (text inputs are read whole); cut it into a smaller file");
+            ms.Write(buffer, 0, n);
+        }
+        return ms.ToArray();
     }
 
     static string TextField(JsonElement e, string where) =>

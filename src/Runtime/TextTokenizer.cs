@@ -48,12 +48,16 @@ public sealed class TextTokenizer
     {
         Checkpoint.RequireDirectory(dir);
         string spm = Path.Combine(dir, "tokenizer.model"), json = Path.Combine(dir, "tokenizer.json");
-        var tc = ReadJson(Path.Combine(dir, "tokenizer_config.json"));
-        var stm = ReadJson(Path.Combine(dir, "special_tokens_map.json"));
-        bool? addBos = Bool(tc, "add_bos_token"), addEos = Bool(tc, "add_eos_token");
-        string? bosText = TokenText(tc?["bos_token"]) ?? TokenText(stm?["bos_token"]);
-        string? eosText = TokenText(tc?["eos_token"]) ?? TokenText(stm?["eos_token"]);
-        string klass = tc?["tokenizer_class"] is JsonValue kv ? kv.GetValue<string>() : "";
+        string tcPath = Path.Combine(dir, "tokenizer_config.json"), stmPath = Path.Combine(dir, "special_tokens_map.json");
+        var tc = ReadJson(tcPath);
+        var stm = ReadJson(stmPath);
+        // Every value read is type-checked (JsonTypes): a string "false" for add_bos_token is refused, never read as "not given".
+        bool? addBos = JsonTypes.Bool(tc, "add_bos_token", tcPath), addEos = JsonTypes.Bool(tc, "add_eos_token", tcPath);
+        // Both files are checked, also where tokenizer_config.json's value wins.
+        string? stmBos = JsonTypes.Token(stm, "bos_token", stmPath), stmEos = JsonTypes.Token(stm, "eos_token", stmPath);
+        string? bosText = JsonTypes.Token(tc, "bos_token", tcPath) ?? stmBos;
+        string? eosText = JsonTypes.Token(tc, "eos_token", tcPath) ?? stmEos;
+        string klass = JsonTypes.String(tc, "tokenizer_class", tcPath) ?? "";
 
         if (File.Exists(spm))
         {
@@ -63,28 +67,28 @@ public sealed class TextTokenizer
             int? eos = tok.PieceId(eosText ?? "</s>") ?? config?.EosTokenId ?? tok.EosId;
             return new TextTokenizer(tok.Encode, tok.Decode, bos, Specials(addBos ?? true, bos, "BOS", spm), Specials(addEos ?? false, eos, "EOS", spm), "sentencepiece");
         }
-        if (File.Exists(json)) return FromTokenizerJson(json, config, klass, addBos, addEos, bosText, eosText);
+        if (File.Exists(json))
+        {
+            try { return FromTokenizerJson(json, config, klass, addBos, addEos, bosText, eosText); }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException or NullReferenceException)
+            {
+                // A value of the wrong JSON type deep inside (added_tokens, post_processor): named, never an internal failure.
+                throw new PrunerZeroException($"{json}: malformed tokenizer.json ({e.Message})");
+            }
+        }
         throw new PrunerZeroException($"{dir}: no tokenizer (expected tokenizer.model or tokenizer.json)");
     }
 
     static int[] Specials(bool add, int? id, string what, string path) =>
         !add ? [] : id is int i ? [i] : throw new PrunerZeroException($"{path}: the tokenizer adds {what} but has no {what} token");
 
-    static bool? Bool(JsonObject? o, string key) => o?[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
-
-    /// <summary>A special token as tokenizer_config.json writes it: a string or an AddedToken object.</summary>
-    static string? TokenText(JsonNode? n) => n switch
-    {
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        JsonObject o => o["content"]?.GetValue<string>(),
-        _ => null,
-    };
-
     static JsonObject? ReadJson(string path)
     {
-        if (!File.Exists(path)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
+        if (!Path.Exists(path)) return null;
+        JsonNode? node;
+        try { node = JsonNode.Parse(PathSafety.ReadAllTextBounded(path, "tokenizer file", PathSafety.MaxJsonBytes)); }
         catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON ({e.Message})"); }
+        return node as JsonObject ?? throw new PrunerZeroException($"{path}: must be a JSON object, found {JsonTypes.Found(node)}");
     }
 
     static TextTokenizer FromTokenizerJson(string path, LlamaConfig? config, string klass, bool? addBos, bool? addEos,

@@ -82,6 +82,8 @@ public sealed partial class RunStore : IDisposable
             if (File.Exists(path) && !resume)
                 throw new RunStoreException(
                     $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+            // Recognised read-only first: another program's SQLite file (or an empty one) is refused without a byte changed.
+            if (File.Exists(path)) Recognise(path);
             var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
             store = new RunStore(db, runLock);
             db.Open();
@@ -103,6 +105,84 @@ public sealed partial class RunStore : IDisposable
         {
             if (store != null) store.Dispose();
             else runLock.Dispose();
+        }
+    }
+
+    /// <summary>The tables a run has, with the columns every version of this program wrote (later columns are added on resume).</summary>
+    static readonly (string Table, string Columns)[] RunTables =
+    [
+        ("params", "key, value"),
+        ("evaluations", "id, canonical, generated, height, canonical_height, size, iteration, slot, attempt, parent1, parent2, " +
+                        "screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds, created_utc"),
+        ("population", "iteration, rank, eval_id"),
+        ("history", "iteration, best, median, population, evaluations, duplicates, skipped"),
+        ("baselines", "name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds"),
+    ];
+
+    /// <summary>
+    /// Whether <paramref name="path"/> is a run of this program, decided without writing to it: a regular file, an
+    /// SQLite database (by its header), opened read-only, intact (quick_check) and holding a run's tables and columns.
+    /// Anything else is a <see cref="RunStoreException"/> naming the file and what it is; the file is left as it was.
+    /// </summary>
+    public static void Recognise(string path)
+    {
+        string Advice = "; move it away or choose a new --run directory";
+        if (Directory.Exists(path)) throw new RunStoreException($"{path} is a folder, not a search database{Advice}");
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
+        byte[] head = new byte[16];
+        int n;
+        try
+        {
+            // A device or FIFO never reaches the read: FileStream refuses neither, so the length and kind are checked first.
+            if ((info.Attributes & (FileAttributes.Device | FileAttributes.Directory)) != 0)
+                throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
+            if (info.Length == 0)
+                throw new RunStoreException($"{path} is empty (0 bytes): it holds no search run; delete it to start a new run there, or choose a new --run directory");
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunStoreException($"cannot read {path}: {e.Message}", e);
+        }
+        if (n < 16 || System.Text.Encoding.ASCII.GetString(head, 0, 15) != "SQLite format 3")
+            throw new RunStoreException($"{path} is not a readable search database (not an SQLite file){Advice}");
+        try
+        {
+            using var db = new SqliteConnection(new SqliteConnectionStringBuilder
+                { DataSource = path, Pooling = false, Mode = SqliteOpenMode.ReadOnly }.ToString());
+            db.Open();
+            using (var cmd = db.CreateCommand())
+            {
+                cmd.CommandText = "PRAGMA quick_check";
+                if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed){Advice}");
+            }
+            var tables = new HashSet<string>(StringComparer.Ordinal);
+            using (var cmd = db.CreateCommand())
+            {
+                cmd.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table'";
+                using var r = cmd.ExecuteReader();
+                while (r.Read()) tables.Add(r.GetString(0));
+            }
+            var missing = RunTables.Select(t => t.Table).Where(t => !tables.Contains(t)).ToList();
+            if (missing.Count > 0)
+                throw new RunStoreException(
+                    $"{path} is an SQLite database but not a search run of this program (no table {string.Join(", ", missing)}; it has {(tables.Count == 0 ? "no tables" : string.Join(", ", tables.Order(StringComparer.Ordinal).Take(8)))}){Advice}");
+            foreach (var (table, columns) in RunTables)
+                using (var cmd = db.CreateCommand())
+                {
+                    cmd.CommandText = $"SELECT {columns} FROM {table} LIMIT 0";
+                    try { using var r = cmd.ExecuteReader(); }
+                    catch (SqliteException e)
+                    {
+                        throw new RunStoreException($"{path} is an SQLite database but not a search run of this program (table {table}: {e.Message.Replace('\n', ' ')}){Advice}", e);
+                    }
+                }
+        }
+        catch (SqliteException e)
+        {
+            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}){Advice}", e);
         }
     }
 

@@ -284,7 +284,7 @@ public class HostileInputTests : TorchGuarded
     }
 
     [Theory]
-    [InlineData("architectures", "not supported")]
+    [InlineData("architectures", "'architectures' must be a list of strings")]
     [InlineData("rms_norm_eps", "rms_norm_eps")]
     [InlineData("hidden_act", "hidden_act")]
     public void ConfigValueOfTheWrongKindIsRefused(string key, string expected)

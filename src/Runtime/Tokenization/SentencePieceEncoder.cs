@@ -92,7 +92,7 @@ public sealed class SentencePieceEncoder
     public static SentencePieceEncoder Load(string path)
     {
         byte[] data;
-        try { data = File.ReadAllBytes(path); }
+        try { data = PathSafety.ReadAllBytesBounded(path, "tokenizer file", PathSafety.MaxJsonBytes); }
         catch (IOException e) { throw new PrunerZeroException($"{path}: cannot read ({e.Message})"); }
         return new SentencePieceEncoder(SentencePieceModel.Parse(data, path), path);
     }

@@ -57,6 +57,7 @@ public static partial class ZeroShotTasks
     /// <summary>Reads one task's file in its format.</summary>
     public static ZeroShotTask LoadFile(string name, string path)
     {
+        PathSafety.RequireRegularFile(path, $"zero-shot data for '{name}'");
         if (!File.Exists(path)) throw new PrunerZeroException($"zero-shot data for '{name}' not found: {path}");
         return name switch
         {
@@ -305,7 +306,13 @@ public static partial class ZeroShotTasks
             using Stream s = path.EndsWith(".bz2", StringComparison.OrdinalIgnoreCase) ? new BZip2InputStream(file) : file;
             using var reader = new StreamReader(s, Encoding.UTF8);
             var lines = new List<string>();
-            while (reader.ReadLine() is { } l) lines.Add(l);
+            long chars = 0;
+            while (reader.ReadLine() is { } l)
+            {
+                if ((chars += l.Length + 1) > TextData.MaxTextBytes)
+                    throw new PrunerZeroException($"{path}: more than {PathSafety.Bound(TextData.MaxTextBytes)} of text, the most a text input may have; cut it into a smaller file");
+                lines.Add(l);
+            }
             return lines;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ICSharpCode.SharpZipLib.SharpZipBaseException)
