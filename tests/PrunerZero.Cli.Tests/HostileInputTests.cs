@@ -31,7 +31,7 @@ public class HostileInputTests : TorchGuarded
     }
 
     static string[] Common(Setup s, string? calib = null) =>
-        ["--model", s.Model, "--dataset", s.Wiki, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride", "--windows", "2"];
+        ["--model", s.Model, "--dataset", s.Wiki, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride"];
 
 
     static string Sha(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
@@ -103,7 +103,7 @@ public class HostileInputTests : TorchGuarded
     // ---- 3. and 4. search run identity by content, and one process per run ----
 
     static string[] SearchArgs(Setup s, string run) =>
-        ["search", .. Common(s)[..^2], "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
+        ["search", .. Common(s), "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
 
     [Theory]
     [InlineData("dataset_sha256")]
@@ -454,7 +454,7 @@ public class HostileInputTests : TorchGuarded
     public void SharedCountsAreCheckedBeforeWork(string flag, string value)
     {
         var s = Make();
-        var args = Common(s).ToList();
+        var args = Common(s).Concat(["--eval", "--windows", "2"]).ToList();   // --windows applies to prune --eval
         int i = args.IndexOf(flag);
         args[i + 1] = value;
         string err = CliRunner.UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
