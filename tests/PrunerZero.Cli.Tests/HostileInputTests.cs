@@ -31,7 +31,7 @@ public class HostileInputTests : TorchGuarded
     }
 
     static string[] Common(Setup s, string? calib = null) =>
-        ["--model", s.Model, "--dataset", s.Wiki, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride"];
+        ["--model", s.Model, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride"];
 
 
     static string Sha(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
@@ -103,7 +103,7 @@ public class HostileInputTests : TorchGuarded
     // ---- 3. and 4. search run identity by content, and one process per run ----
 
     static string[] SearchArgs(Setup s, string run) =>
-        ["search", .. Common(s), "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
+        ["search", .. Common(s), "--dataset", s.Wiki, "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
 
     [Theory]
     [InlineData("dataset_sha256")]
@@ -429,9 +429,9 @@ public class HostileInputTests : TorchGuarded
         File.WriteAllText(file, "x");
         string metrics = Path.Combine(s.Dir, "lib.txt");
         File.WriteAllLines(metrics, ["magnitude"]);
-        string err = CliRunner.UserError("--csv", ["score", .. Common(s), "--metrics", metrics, "--csv", Path.Combine(file, "table.csv")]);
+        string err = CliRunner.UserError("--csv", ["score", .. Common(s), "--dataset", s.Wiki, "--metrics", metrics, "--csv", Path.Combine(file, "table.csv")]);
         Assert.DoesNotContain("memory:", err);
-        CliRunner.UserError("is a folder", ["score", .. Common(s), "--metrics", metrics, "--csv", s.Dir]);
+        CliRunner.UserError("is a folder", ["score", .. Common(s), "--dataset", s.Wiki, "--metrics", metrics, "--csv", s.Dir]);
     }
 
     // ---- 13. bench counts ----
@@ -442,7 +442,7 @@ public class HostileInputTests : TorchGuarded
     public void BenchCountsAreCheckedByName(string flag, string value)
     {
         var s = Make();
-        string err = CliRunner.UserError(flag + " must be at least 1", ["bench", .. Common(s), flag, value]);
+        string err = CliRunner.UserError(flag + " must be at least 1", ["bench", .. Common(s), "--dataset", s.Wiki, flag, value]);
         Assert.DoesNotContain("memory:", err);
     }
 
@@ -454,7 +454,7 @@ public class HostileInputTests : TorchGuarded
     public void SharedCountsAreCheckedBeforeWork(string flag, string value)
     {
         var s = Make();
-        var args = Common(s).Concat(["--eval", "--windows", "2"]).ToList();   // --windows applies to prune --eval
+        var args = Common(s).Concat(["--eval", "--dataset", s.Wiki, "--windows", "2"]).ToList();   // --dataset and --windows apply to prune --eval
         int i = args.IndexOf(flag);
         args[i + 1] = value;
         string err = CliRunner.UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
