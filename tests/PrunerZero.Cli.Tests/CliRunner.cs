@@ -24,11 +24,6 @@ public static class CliRunner
             Console.SetOut(oldOut);
             Console.SetError(oldErr);
         }
-        if (args.Length > 0 && args[0] == "train" && exit == 0)
-        {
-            TorchGuarded.AcceptTrainingOptimizer();   // the known gap: TorchSharp's AdamW and clip_grad_norm_
-            return (exit, o.ToString(), e.ToString());
-        }
         long left = TorchSharp.torch.Tensor.TotalCount - live;
         Assert.True(left == 0, $"`prunerzero {string.Join(' ', args)}` (exit {exit}) left {left} live tensor(s) behind\n{e}");
         return (exit, o.ToString(), e.ToString());

@@ -75,7 +75,7 @@ public class OutputSafetyTests : TorchGuarded
         var s = Make();
         string other = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 9);
         var before = Files(other);
-        string err = CliRunner.UserError("already holds checkpoint files", ["prune", .. Common(s), "--metric", "magnitude", "--out", other]);
+        string err = CliRunner.UserError("already holds checkpoint files", ["prune", "--eval", .. Common(s), "--metric", "magnitude", "--out", other]);
         Assert.DoesNotContain("memory:", err);
         Assert.Equal(before, Files(other));
     }
@@ -86,7 +86,7 @@ public class OutputSafetyTests : TorchGuarded
         var s = Make();
         string dir = TestCheckpoints.TempDir("half");
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{}");
-        CliRunner.UserError("tokenizer_config.json", ["prune", .. Common(s), "--metric", "magnitude", "--out", dir]);
+        CliRunner.UserError("tokenizer_config.json", ["prune", "--eval", .. Common(s), "--metric", "magnitude", "--out", dir]);
         Assert.Equal("{}", File.ReadAllText(Path.Combine(dir, "tokenizer_config.json")));
     }
 
@@ -212,12 +212,12 @@ public class OutputSafetyTests : TorchGuarded
     {
         var s = Make();
         var before = Files(s.Model);
-        CliRunner.UserError("--cache", ["prune", .. Common(s, cache: s.Model), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out")]);
+        CliRunner.UserError("--cache", ["prune", "--eval", .. Common(s, cache: s.Model), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out")]);
         // CACHE/gradients is where G is written: a model folder named so is refused too.
         string gradients = Path.Combine(TestCheckpoints.TempDir("cache"), "gradients");
         TestCheckpoints.Write(TestCheckpoints.Config(), seed: 5, dir: Directory.CreateDirectory(gradients).FullName);
         var s2 = s with { Model = gradients };
-        CliRunner.UserError("--cache", ["prune", .. Common(s2, cache: Path.GetDirectoryName(gradients)), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out2")]);
+        CliRunner.UserError("--cache", ["prune", "--eval", .. Common(s2, cache: Path.GetDirectoryName(gradients)), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out2")]);
         Assert.Equal(before, Files(s.Model));
         Assert.False(Directory.Exists(Path.Combine(s.Model, "gradients")));
     }
@@ -262,11 +262,11 @@ public class OutputSafetyTests : TorchGuarded
         var s = Make();
         string file = Path.Combine(s.Dir, "a-file");
         File.WriteAllText(file, "mine");
-        string err = CliRunner.UserError("is a file, not a folder", ["prune", .. Common(s, cache: file), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out")]);
+        string err = CliRunner.UserError("is a file, not a folder", ["prune", "--eval", .. Common(s, cache: file), "--metric", "wanda", "--out", Path.Combine(s.Dir, "out")]);
         Assert.DoesNotContain("memory:", err);
         Assert.Equal("mine", File.ReadAllText(file));
         // /proc refuses new folders even to root: it stands in for a read-only mount.
-        CliRunner.UserError("--cache /proc/pz-cache cannot be written", ["bench", .. Common(s, cache: "/proc/pz-cache"), "--repeat", "1", "--screen-windows", "1"]);
+        CliRunner.UserError("--cache /proc/pz-cache cannot be written", ["bench", .. Common(s, cache: "/proc/pz-cache")[..^2], "--repeat", "1", "--screen-windows", "1"]);
         CliRunner.UserError("--out /proc/pz-synth cannot be written", "synth", "--preset", "tiny", "--layers", "1", "--out", "/proc/pz-synth");
     }
 
@@ -367,7 +367,7 @@ public class OutputSafetyTests : TorchGuarded
     public void DevZeroAsTextIsRefusedBeforeReading(string which)
     {
         var s = Make();
-        string[] args = ["prune", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")];
+        string[] args = ["prune", "--eval", .. Common(s), "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")];
         args = [.. args.Select(a => a == (which == "calib" ? s.Calib : s.Wiki) ? "/dev/zero" : a)];
         CliRunner.UserError("/dev/zero is a character device, not a regular file", args);
         CliRunner.UserError("/dev/zero is a character device", StatsArgs(s).Select(a => a == s.Calib ? "/dev/zero" : a).ToArray());

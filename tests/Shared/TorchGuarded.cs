@@ -13,18 +13,6 @@ public abstract class TorchGuarded : IDisposable
 {
     TorchFinalizers.Counts before = TorchFinalizers.Settle();
 
-    /// <summary>The test running now (tests run one at a time in these projects).</summary>
-    static TorchGuarded? current;
-
-    protected TorchGuarded() => current = this;
-
-    /// <summary>
-    /// The one known gap: `train` runs TorchSharp's own AdamW.step and clip_grad_norm_, which convert numbers to
-    /// Scalars implicitly (about nine per parameter per step) and leave gradient handles to the finalizer. What a
-    /// train verb left so far is accepted for the test running now; nothing else is. Replacing those two with
-    /// leak-free versions is open work (issue 22's note).
-    /// </summary>
-    public static void AcceptTrainingOptimizer() => current?.AcceptFinalized();
 
     /// <summary>For a test that leaves objects to the finalizer on purpose (<see cref="DeliberateFinalizerUse"/>): what it left so far is not a failure.</summary>
     protected void AcceptFinalized() => before = TorchFinalizers.Settle();

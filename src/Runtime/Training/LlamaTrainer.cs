@@ -89,13 +89,11 @@ public static class LlamaTrainer
 
         manual_seed(o.Seed);
         using var model = Initialise(config);
-        var parameters = model.NamedTensors().Select(nt => (Parameter)nt.Tensor).ToList();
-        var decay = parameters.Where(p => p.dim() == 2).ToList();
-        var noDecay = parameters.Where(p => p.dim() < 2).ToList();
-        using var optimizer = optim.AdamW(
-            [new AdamW.ParamGroup(decay, new AdamW.Options { weight_decay = 0.1 }),
-             new AdamW.ParamGroup(noDecay, new AdamW.Options { weight_decay = 0.0 })],
-            lr: peakLr, beta1: 0.9, beta2: 0.95);
+        var parameters = model.NamedTensors().ToList();
+        using var optimizer = new AdamW(
+            [new AdamW.Group(parameters.Where(p => p.Tensor.dim() == 2).ToList(), WeightDecay: 0.1),
+             new AdamW.Group(parameters.Where(p => p.Tensor.dim() < 2).ToList(), WeightDecay: 0.0)],
+            beta1: 0.9, beta2: 0.95);
 
         int start = 0;
         var losses = new List<(int Step, double Loss)>();
@@ -115,7 +113,10 @@ public static class LlamaTrainer
                     t.copy_(saved);
                 }
             }
-            optimizer.load_state_dict(Path.Combine(ckptDir, "optimizer.bin"));
+            string moments = Path.Combine(ckptDir, "optimizer.safetensors");
+            if (!File.Exists(moments))
+                throw new PrunerZeroException($"--resume: {ckptDir} has no optimizer.safetensors (a checkpoint of an earlier version of this program keeps TorchSharp's optimizer.bin, which is no longer read): train again without --resume");
+            optimizer.Load(moments);
             losses = state["losses"]!.AsArray().Select(x => (x![0]!.GetValue<int>(), x[1]!.GetValue<double>())).ToList();
             log.WriteLine($"resumed at step {start}/{steps}");
         }
@@ -129,7 +130,6 @@ public static class LlamaTrainer
             double lr = step < warmup
                 ? peakLr * (step + 1) / warmup
                 : peakLr * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, steps - warmup))));
-            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
 
             using (var scope = NewDisposeScope())
             {
@@ -142,11 +142,11 @@ public static class LlamaTrainer
                     if (o.BosFirst) batch[b * preset.Seqlen] = config.BosTokenId!.Value;
                     for (int t = lead; t < preset.Seqlen; t++) batch[b * preset.Seqlen + t] = stream[s0 + t - lead];
                 }
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 var loss = model.NextTokenLoss(tensor(batch, [preset.Batch, preset.Seqlen]));
                 loss.backward();
-                nn.utils.clip_grad_norm_(parameters, 1.0);
-                optimizer.step();
+                optimizer.ClipGradNorm(1.0);
+                optimizer.Step(lr);
                 double l = loss.item<float>();
                 if (!double.IsFinite(l)) throw new PrunerZeroException($"training diverged at step {step} (loss {l})");
                 ema = double.IsNaN(ema) ? l : 0.95 * ema + 0.05 * l;
@@ -213,12 +213,12 @@ public static class LlamaTrainer
         return new LlamaModel(c, embed, blocks, Ones(c.HiddenSize), null);
     }
 
-    static void SaveCheckpoint(LlamaModel model, OptimizerHelper optimizer, string dir, int step, List<(int Step, double Loss)> losses, JsonObject recipe)
+    static void SaveCheckpoint(LlamaModel model, AdamW optimizer, string dir, int step, List<(int Step, double Loss)> losses, JsonObject recipe)
     {
         Directory.CreateDirectory(dir);
-        SafeTensors.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors().Select(nt => (nt.Name, nt.Tensor.detach())).ToList());
-        optimizer.save_state_dict(Path.Combine(dir, "optimizer.bin.tmp"));
-        File.Move(Path.Combine(dir, "optimizer.bin.tmp"), Path.Combine(dir, "optimizer.bin"), overwrite: true);
+        using (var scope = NewDisposeScope())
+            SafeTensors.Write(Path.Combine(dir, "model.safetensors"), model.NamedTensors().Select(nt => (nt.Name, nt.Tensor.detach())).ToList());
+        optimizer.Save(Path.Combine(dir, "optimizer.safetensors"));
         // state.json last: it names a step only once the files it depends on are complete.
         File.WriteAllText(Path.Combine(dir, "state.json.tmp"), new JsonObject
         {
