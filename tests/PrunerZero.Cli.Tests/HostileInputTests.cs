@@ -31,7 +31,7 @@ public class HostileInputTests
     }
 
     static string[] Common(Setup s, string? calib = null) =>
-        ["--model", s.Model, "--dataset", s.Wiki, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride", "--windows", "2"];
+        ["--model", s.Model, "--calib", calib ?? s.Calib, "--cache", s.Cache, "--nsamples", "2", "--seqlen", "32", "--calib-sampling", "stride"];
 
 
     static string Sha(string file) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(file)));
@@ -103,7 +103,7 @@ public class HostileInputTests
     // ---- 3. and 4. search run identity by content, and one process per run ----
 
     static string[] SearchArgs(Setup s, string run) =>
-        ["search", .. Common(s)[..^2], "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
+        ["search", .. Common(s), "--dataset", s.Wiki, "--run", run, "--population", "3", "--iterations", "1", "--screen-windows", "2", "--report-top", "1", "--seed", "1"];
 
     [Theory]
     [InlineData("dataset_sha256")]
@@ -456,7 +456,8 @@ public class HostileInputTests
         var s = Make();
         var args = Common(s).ToList();
         int i = args.IndexOf(flag);
-        args[i + 1] = value;
+        if (i >= 0) args[i + 1] = value;
+        else args.AddRange([flag, value, "--eval", "--dataset", s.Wiki]);   // --windows acts with --eval only
         string err = CliRunner.UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
         Assert.DoesNotContain("memory:", err);
     }
