@@ -68,6 +68,15 @@ public class ClusterTests : TorchGuarded
         }
     }
 
+    /// <summary>`search --cluster` takes no --cache (each worker keeps its own G cache; refused otherwise).</summary>
+    static string[] WithoutCache(string[] args)
+    {
+        var l = args.ToList();
+        int i = l.IndexOf("--cache");
+        if (i >= 0) l.RemoveRange(i, 2);
+        return [.. l];
+    }
+
     static int FreeBase() => 43000 + 20 * Random.Shared.Next(0, 400);
 
     [Fact]
@@ -99,7 +108,7 @@ public class ClusterTests : TorchGuarded
         w3.WaitFor(l => l.Any(x => x.Contains("worker w3: ready")), "worker w3 ready");
 
         string run = Path.Combine(dir, "cluster");
-        using var s = new Proc(["search", .. search, "--run", run, "--cluster", cluster, "--wait", "60"]);
+        using var s = new Proc(["search", .. WithoutCache(search), "--run", run, "--cluster", cluster, "--wait", "60"]);
         // Kill w2 with -9 as it starts its second candidate.
         w2.WaitFor(l => l.Count(x => x.StartsWith("worker w2: screen")) >= 2, "w2's second evaluation", 90);
         w2.Kill9();

@@ -366,6 +366,35 @@ public class OptionsMatterTests : TorchGuarded
         Assert.True(failures.Count == 0, $"{verb}: options that changed nothing:\n" + string.Join("\n", failures));
     }
 
+    /// <summary>An option a combination would ignore is refused in one line (exit 1) before any work.</summary>
+    [Fact]
+    public void OptionsACombinationWouldIgnoreAreRefusedInOneLine()
+    {
+        var e = Setup();
+        CliRunner.UserError("--calib-seed applies to --calib-sampling random", [.. Base("stats", e), "--calib-seed", "3"]);
+        CliRunner.UserError("--windows applies to --eval", [.. Base("prune", e).Select(a => a.Replace("{OUT}", TestCheckpoints.TempDir("r"))), "--windows", "2"]);
+        CliRunner.UserError("--dataset applies to --eval", [.. Base("prune", e).Select(a => a.Replace("{OUT}", TestCheckpoints.TempDir("r"))), "--dataset", e.Wiki]);
+        CliRunner.UserError("--zeroshot-limit applies to --zeroshot", [.. Base("prune", e).Select(a => a.Replace("{OUT}", TestCheckpoints.TempDir("r"))), "--zeroshot-limit", "2"]);
+        CliRunner.UserError("--zeroshot-tasks applies to --zeroshot", [.. Base("score", e), "--zeroshot-tasks", "boolq"]);
+        CliRunner.UserError("--top-k applies to --screen-windows", [.. Base("score", e), "--top-k", "3"]);
+        string run = Path.Combine(TestCheckpoints.TempDir("r"), "run");
+        string[] search = [.. Base("search", e).Select(a => a.Replace("{OUT}/run", run))];
+        CliRunner.UserError("--wait applies to --cluster", [.. search, "--wait", "5"]);
+        CliRunner.UserError("--cache is not used with --cluster", [.. search, "--cluster", "localhost:43111"]);
+        CliRunner.UserError("--device is not used with --cluster", [.. Without(search, "--cache"), "--cluster", "localhost:43111", "--device", "cpu"]);
+        Assert.False(Directory.Exists(run));
+        // The case: options the search never honoured are no longer accepted at all (a parse error, exit 2).
+        foreach (var extra in new[] { new[] { "--update", "obs" }, ["--zeroshot"], ["--windows", "3"] })
+        {
+            var (exit, _, err) = CliRunner.Run([.. search, .. extra]);
+            Assert.True(exit == 2, $"search {string.Join(' ', extra)}: exit {exit}: {err}");
+            Assert.Contains($"'{extra[0][2..]}'", err);
+            var (wexit, _, _) = CliRunner.Run([.. Base("worker", e), .. extra]);
+            Assert.Equal(2, wexit);
+        }
+        Assert.False(Directory.Exists(run));
+    }
+
     /// <summary>The arguments with the value of <paramref name="flag"/> set (added when absent).</summary>
     static string[] Set(string[] args, string flag, string value)
     {

@@ -23,6 +23,9 @@ public class PipelineTests : TorchGuarded
     internal static string[] Common((string Model, string Wiki, string Calib, string Cache) s) =>
         ["--model", s.Model, "--dataset", s.Wiki, "--calib", s.Calib, "--cache", s.Cache, "--nsamples", "4", "--seqlen", "32", "--calib-sampling", "stride"];
 
+    /// <summary>Common without --dataset, for `prune` without --eval (which refuses a --dataset it would not read).</summary>
+    internal static string[] PruneCommon((string Model, string Wiki, string Calib, string Cache) s) => [.. Common(s).Where((_, i) => i is not (2 or 3))];
+
     [Fact]
     public void PruneSavesAModelThatEvalLoads()
     {

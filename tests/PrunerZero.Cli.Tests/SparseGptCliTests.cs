@@ -34,9 +34,9 @@ public class SparseGptCliTests : TorchGuarded
     {
         var s = PipelineTests.Setup();
         string a = Path.Combine(TestCheckpoints.TempDir("out"), "plain"), b = Path.Combine(TestCheckpoints.TempDir("out"), "obs");
-        var (e1, _, err1) = CliRunner.Run(["prune", .. PipelineTests.Common(s), "--metric", "wanda", "--nm", "2:4", "--out", a]);
+        var (e1, _, err1) = CliRunner.Run(["prune", .. PipelineTests.PruneCommon(s), "--metric", "wanda", "--nm", "2:4", "--out", a]);
         Assert.True(e1 == 0, err1);
-        var (e2, out2, err2) = CliRunner.Run(["prune", .. PipelineTests.Common(s), "--metric", "wanda", "--nm", "2:4", "--update", "obs", "--out", b, "--json"]);
+        var (e2, out2, err2) = CliRunner.Run(["prune", .. PipelineTests.PruneCommon(s), "--metric", "wanda", "--nm", "2:4", "--update", "obs", "--out", b, "--json"]);
         Assert.True(e2 == 0, err2);
         Assert.Equal(0.5, JsonDocument.Parse(out2).RootElement.GetProperty("sparsity").GetDouble(), 6);
         using var ma = Runtime.Checkpoint.Load(a);
@@ -54,10 +54,13 @@ public class SparseGptCliTests : TorchGuarded
     {
         var s = PipelineTests.Setup();
         string outDir = Path.Combine(TestCheckpoints.TempDir("out"), "never");
-        CliRunner.UserError("--update must be none or obs", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
+        CliRunner.UserError("--update must be none or obs", ["prune", .. PipelineTests.PruneCommon(s), "--metric", "sparsegpt", "--update", "lbfgs", "--out", outDir]);
         // hidden 32, intermediate 48: 2:5 fits no linear; refused before any block is pruned
-        CliRunner.UserError("--nm 2:5: groups of 5 must divide", ["prune", .. PipelineTests.Common(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
-        CliRunner.UserError("--update applies to prune and score", ["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
+        CliRunner.UserError("--nm 2:5: groups of 5 must divide", ["prune", .. PipelineTests.PruneCommon(s), "--metric", "sparsegpt", "--nm", "2:5", "--out", outDir]);
+        // bench times the one-shot fitness, which has no weight update: it has no --update option at all.
+        var (bx, _, berr) = CliRunner.Run(["bench", .. PipelineTests.Common(s), "--update", "obs", "--repeat", "1"]);
+        Assert.Equal(2, bx);
+        Assert.Contains("'update'", berr);
         Assert.False(Directory.Exists(outDir));
     }
 }
