@@ -456,8 +456,7 @@ public class HostileInputTests : TorchGuarded
         var s = Make();
         var args = Common(s).Concat(["--eval", "--dataset", s.Wiki, "--windows", "2"]).ToList();   // --dataset and --windows apply to prune --eval
         int i = args.IndexOf(flag);
-        if (i >= 0) args[i + 1] = value;
-        else args.AddRange([flag, value, "--eval", "--dataset", s.Wiki]);   // --windows acts with --eval only
+        args[i + 1] = value;
         string err = CliRunner.UserError(flag, ["prune", .. args, "--metric", "magnitude", "--out", Path.Combine(s.Dir, "out")]);
         Assert.DoesNotContain("memory:", err);
     }
