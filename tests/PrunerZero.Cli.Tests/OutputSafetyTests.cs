@@ -478,4 +478,15 @@ public class OutputSafetyTests
         CliRunner.UserError("already holds checkpoint files", ["prune", .. Common(s), "--metric", "magnitude", "--out", link]);
         Assert.Equal(before, Files(other));
     }
+
+    [Fact]
+    public void TrainOutHoldingOnlyATokenizerConfigIsRefused()
+    {
+        var s = Make();
+        string outDir = TestCheckpoints.TempDir("train");
+        string tc = Path.Combine(outDir, "tokenizer_config.json");
+        File.WriteAllText(tc, "{\"mine\": true}");
+        CliRunner.UserError("already holds a model", "train", "--out", outDir, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
+        Assert.Equal("{\"mine\": true}", File.ReadAllText(tc));
+    }
 }
