@@ -62,7 +62,7 @@ public static class ScoreCommand
         if (o.Csv != null) paths.OutputFile("--csv", o.Csv);
         CliPaths.Cache(paths, o);
         if (!File.Exists(o.Metrics)) throw new PrunerZeroException($"metrics file not found: {o.Metrics}");
-        var lines = PathSafety.ReadAllTextBounded(o.Metrics, "--metrics", MaxMetricsBytes).Split('\n')
+        var lines = PathSafety.ReadTextBounded(o.Metrics, "--metrics", MaxMetricsBytes).Split('\n')
             .Select(l => (l.Contains('#') ? l[..l.IndexOf('#')] : l).Trim())
             .Where(l => l.Length > 0).ToList();
         if (lines.Count == 0) throw new PrunerZeroException($"{o.Metrics}: no metrics");

@@ -83,8 +83,8 @@ public static class TrainCommand
     {
         if (File.Exists(o.Out)) throw new PrunerZeroException($"--out {o.Out} is a file, not a folder");
         if (!Directory.Exists(o.Out)) return;
-        bool hasModel = new[] { "config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer.model" }
-            .Any(n => File.Exists(Path.Combine(o.Out, n)));
+        // Any checkpoint file (config, weights, shard index, tokenizer or generation files): the same list as VerbPaths'.
+        bool hasModel = PathSafety.CheckpointFilesIn(o.Out).Count > 0;
         bool resumable = File.Exists(Path.Combine(o.Out, "checkpoint", "state.json"));
         if (o.Resume && !resumable && hasModel)
             throw new PrunerZeroException($"--resume: {o.Out} holds a model but no training checkpoint (checkpoint/state.json) to continue; training would overwrite it: choose another --out");

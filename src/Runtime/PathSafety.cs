@@ -21,6 +21,7 @@ public static class PathSafety
     /// </summary>
     public static string RealPath(string path)
     {
+        if (string.IsNullOrWhiteSpace(path)) throw new PrunerZeroException("an empty path was given where a file or folder is expected");
         string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
         if (OperatingSystem.IsWindows()) return full;
         string existing = full, tail = "";
@@ -46,6 +47,7 @@ public static class PathSafety
     /// <summary>Refuses an output folder that is the input folder (also through a symlink or "..").</summary>
     public static void NotTheInput(string outDir, string inputDir, string flag)
     {
+        if (string.IsNullOrWhiteSpace(outDir)) throw new PrunerZeroException($"{flag} is empty: give a folder");
         if (SameLocation(outDir, inputDir))
             throw new PrunerZeroException($"{flag} {outDir} is the input checkpoint {inputDir} (same folder as {RealPath(inputDir)}); writing there would destroy it: choose another folder");
     }
@@ -53,6 +55,7 @@ public static class PathSafety
     /// <summary>Proves a file can be written in the folder; the probe, and any folder it had to create, are removed again.</summary>
     public static void WritableDirectory(string dir, string flag)
     {
+        if (string.IsNullOrWhiteSpace(dir)) throw new PrunerZeroException($"{flag} is empty: give a folder");
         if (File.Exists(dir)) throw new PrunerZeroException($"{flag} {dir} is a file, not a folder");
         string probe = Path.Combine(dir, $".pz-write-probe-{Environment.ProcessId}-{Guid.NewGuid():N}");
         // The topmost folder this probe creates is removed again: a command that fails later leaves no trace.
@@ -74,6 +77,7 @@ public static class PathSafety
     /// <summary>Proves the file can be written (created, or opened for writing without changing it) before the work.</summary>
     public static void WritableFile(string path, string flag)
     {
+        if (string.IsNullOrWhiteSpace(path)) throw new PrunerZeroException($"{flag} is empty: give a file name");
         if (Directory.Exists(path)) throw new PrunerZeroException($"{flag} {path} is a folder, not a file");
         string? parent = Path.GetDirectoryName(Path.GetFullPath(path));
         if (parent != null && !Directory.Exists(parent))
@@ -183,6 +187,19 @@ public static class PathSafety
     /// <summary>A UTF-8 text file (a JSON file) read whole, at most <paramref name="maxBytes"/>.</summary>
     public static string ReadAllTextBounded(string path, string what, long maxBytes) =>
         System.Text.Encoding.UTF8.GetString(ReadAllBytesBounded(path, what, maxBytes));
+
+    /// <summary>A short UTF-8 text file (a metric library): invalid UTF-8 or a NUL byte (a binary file) is refused with its byte offset.</summary>
+    public static string ReadTextBounded(string path, string what, long maxBytes)
+    {
+        var bytes = ReadAllBytesBounded(path, what, maxBytes);
+        int nul = Array.IndexOf(bytes, (byte)0);
+        if (nul >= 0) throw new PrunerZeroException($"{what} {path} is not a text file (a NUL byte at byte {nul})");
+        try { return new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes); }
+        catch (System.Text.DecoderFallbackException e)
+        {
+            throw new PrunerZeroException($"{what} {path}: invalid UTF-8 at byte {e.Index}; text files must be UTF-8");
+        }
+    }
 
     /// <summary>The size bound of JSON files of a checkpoint (config.json, tokenizer files, the shard index).</summary>
     public const long MaxJsonBytes = 256L << 20;

@@ -19,7 +19,8 @@ public sealed class VerbPaths
     /// <summary>An input file (a missing one is left to the loader's own message; null: not given).</summary>
     public VerbPaths InputFile(string flag, string? path)
     {
-        if (path is null || path.Length == 0) return this;
+        if (path is null) return this;
+        if (path.Length == 0) throw new PrunerZeroException($"{flag} is empty: give a file");
         if (Path.Exists(path)) PathSafety.RequireRegularFile(path, flag);
         _files.Add((flag, path));
         return this;
@@ -28,7 +29,8 @@ public sealed class VerbPaths
     /// <summary>An input folder (a checkpoint, a task-data folder): every file in it is an input.</summary>
     public VerbPaths InputFolder(string flag, string? path)
     {
-        if (path is null || path.Length == 0) return this;
+        if (path is null) return this;
+        if (path.Length == 0) throw new PrunerZeroException($"{flag} is empty: give a folder");
         if (File.Exists(path)) throw new PrunerZeroException($"{flag} {path} is a file, not a folder");
         // Its files are read (and hashed) whole: a device or FIFO among them would hang or never end.
         foreach (var f in PathSafety.CheckpointFilesIn(path)) PathSafety.RequireRegularFile(Path.Combine(path, f), flag);
@@ -42,7 +44,8 @@ public sealed class VerbPaths
         if (path is null) return;
         if (path.Length == 0) throw new PrunerZeroException($"{flag} is empty: give a file name");
         NotAnInput(flag, path, isFolder: false);
-        if (Path.Exists(path) && !Directory.Exists(path) && PathSafety.Stat(path) is { IsRegular: false } s)
+        // A character device (/dev/null) may take the output; a block device (a disk), a FIFO (the probe would block) or a socket may not.
+        if (Path.Exists(path) && !Directory.Exists(path) && PathSafety.Stat(path) is { IsRegular: false } s && (s.Mode & 0xF000) != 0x2000)
             throw new PrunerZeroException($"{flag} {path} is {s.Kind}, not a regular file to write");
         PathSafety.WritableFile(path, flag);
     }
@@ -78,6 +81,7 @@ public sealed class VerbPaths
     /// <summary>A folder the verb writes (train's --out, also on --resume): no input file may lie in it.</summary>
     public void NoInputInside(string flag, string path)
     {
+        if (path.Length == 0) throw new PrunerZeroException($"{flag} is empty: give a folder");
         foreach (var (f, p) in _files)
             if (PathSafety.IsWithin(p, path))
                 throw new PrunerZeroException($"{flag} {path} holds the input {f} {p}; writing there could replace it: keep inputs outside the output folder");

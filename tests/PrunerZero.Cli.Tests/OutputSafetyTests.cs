@@ -186,6 +186,22 @@ public class OutputSafetyTests : TorchGuarded
     }
 
     [Fact]
+    public void ARunLeftByAKilledSearchIsStillRecognisedReadOnly()
+    {
+        // A kill -9 leaves search.db with its -wal and -shm files: the read-only check must still recognise the run.
+        string run = TestCheckpoints.TempDir("run"), copy = TestCheckpoints.TempDir("run-copy");
+        var p = new Dictionary<string, string> { ["seed"] = "1" };
+        using (var store = RunStore.Open(Path.Combine(run, RunStore.FileName), p, resume: false))
+        {
+            foreach (var f in Directory.GetFiles(run).Where(f => Path.GetFileName(f).StartsWith(RunStore.FileName)))
+                File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
+        }
+        Assert.True(File.Exists(Path.Combine(copy, RunStore.FileName + "-wal")));
+        RunStore.Recognise(Path.Combine(copy, RunStore.FileName));
+        using var again = RunStore.Open(Path.Combine(copy, RunStore.FileName), p, resume: true);
+    }
+
+    [Fact]
     public void SearchRunInsideTheModelFolderIsRefused()
     {
         var s = Make();
@@ -414,5 +430,63 @@ public class OutputSafetyTests : TorchGuarded
             CliRunner.UserError("of text after decompression", [.. StatsArgs(s).Select(a => a == s.Calib ? gz : a)]);
         }
         finally { TextData.MaxTextBytes = old; }
+    }
+
+    // ---- fresh bad inputs found while auditing every verb ----
+
+    [Fact]
+    public void EmptyPathsAreRefusedByFlagNotAsInternalFailures()
+    {
+        var s = Make();
+        CliRunner.UserError("--out is empty", ["prune", .. Common(s), "--metric", "magnitude", "--out", ""]);
+        CliRunner.UserError("--out is empty", "train", "--out", "", "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
+        CliRunner.UserError("--model is empty", "eval", "--model", "", "--dataset", s.Wiki);
+        CliRunner.UserError("--tasks is empty", "zeroshot", "--model", s.Model, "--tasks", "arc_easy=", "--limit", "1");
+    }
+
+    [Fact]
+    public void BinaryMetricLibraryIsRefusedBeforeWork()
+    {
+        var s = Make();
+        string err = CliRunner.UserError("is not a text file", ["score", .. Common(s), "--metrics", Path.Combine(s.Model, "model.safetensors")]);
+        Assert.DoesNotContain("memory", err);
+        string bad = Path.Combine(s.Dir, "lib.txt");
+        File.WriteAllBytes(bad, [(byte)'w', (byte)'a', 0xC3, (byte)'\n']);
+        CliRunner.UserError("invalid UTF-8 at byte 2", ["score", .. Common(s), "--metrics", bad]);
+    }
+
+    [Fact]
+    public void CsvThatIsAHardLinkToTheWeightsIsRefused()
+    {
+        var s = Make();
+        string weights = Path.Combine(s.Model, "model.safetensors");
+        string before = Sha(weights);
+        string csv = Path.Combine(s.Dir, "out.csv");
+        HardLink(weights, csv);
+        CliRunner.UserError("the same file", ["score", .. Common(s), "--metrics", Metrics(s), "--csv", csv]);
+        Assert.Equal(before, Sha(weights));
+    }
+
+    [Fact]
+    public void PruneOutThroughASymlinkToAnotherCheckpointIsRefused()
+    {
+        var s = Make();
+        string other = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 9);
+        var before = Files(other);
+        string link = Path.Combine(s.Dir, "link");
+        Directory.CreateSymbolicLink(link, other);
+        CliRunner.UserError("already holds checkpoint files", ["prune", .. Common(s), "--metric", "magnitude", "--out", link]);
+        Assert.Equal(before, Files(other));
+    }
+
+    [Fact]
+    public void TrainOutHoldingOnlyATokenizerConfigIsRefused()
+    {
+        var s = Make();
+        string outDir = TestCheckpoints.TempDir("train");
+        string tc = Path.Combine(outDir, "tokenizer_config.json");
+        File.WriteAllText(tc, "{\"mine\": true}");
+        CliRunner.UserError("already holds a model", "train", "--out", outDir, "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
+        Assert.Equal("{\"mine\": true}", File.ReadAllText(tc));
     }
 }
