@@ -351,7 +351,10 @@ public class OutputSafetyTests : TorchGuarded
         string err = CliRunner.UserError(expected, ["worker", .. Common(s)[..^2], "--cluster", spec]);
         Assert.DoesNotContain("memory:", err);
         string run = TestCheckpoints.TempDir("run");
-        err = CliRunner.UserError(expected, [.. SearchArgs(s, run), "--cluster", spec]);
+        // --cache is refused with --cluster (the workers keep G): the search's own args without it.
+        var clusterArgs = SearchArgs(s, run).ToList();
+        clusterArgs.RemoveRange(clusterArgs.IndexOf("--cache"), 2);
+        err = CliRunner.UserError(expected, [.. clusterArgs, "--cluster", spec]);
         Assert.DoesNotContain("sha256", err);
     }
 
@@ -438,7 +441,7 @@ public class OutputSafetyTests : TorchGuarded
     public void EmptyPathsAreRefusedByFlagNotAsInternalFailures()
     {
         var s = Make();
-        CliRunner.UserError("--out is empty", ["prune", .. Common(s), "--metric", "magnitude", "--out", ""]);
+        CliRunner.UserError("--out is empty", ["prune", "--eval", .. Common(s), "--metric", "magnitude", "--out", ""]);
         CliRunner.UserError("--out is empty", "train", "--out", "", "--config", "micro", "--steps", "1", "--no-eval", "--data", s.Calib);
         CliRunner.UserError("--model is empty", "eval", "--model", "", "--dataset", s.Wiki);
         CliRunner.UserError("--tasks is empty", "zeroshot", "--model", s.Model, "--tasks", "arc_easy=", "--limit", "1");
@@ -475,7 +478,7 @@ public class OutputSafetyTests : TorchGuarded
         var before = Files(other);
         string link = Path.Combine(s.Dir, "link");
         Directory.CreateSymbolicLink(link, other);
-        CliRunner.UserError("already holds checkpoint files", ["prune", .. Common(s), "--metric", "magnitude", "--out", link]);
+        CliRunner.UserError("already holds checkpoint files", ["prune", "--eval", .. Common(s), "--metric", "magnitude", "--out", link]);
         Assert.Equal(before, Files(other));
     }
 
