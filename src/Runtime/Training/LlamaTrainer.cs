@@ -197,8 +197,10 @@ public static class LlamaTrainer
     {
         double residual = 0.02 / Math.Sqrt(2 * c.NumLayers);
         // torch.normal(0, std) is randn · std (TorchSharp's normal makes Scalars it never disposes).
-        Parameter P(double std, params long[] shape) => new(randn(shape).TimesInPlace(std), requires_grad: true);
-        Parameter Ones(long n) => new(ones(n), requires_grad: true);
+        // Plain leaf tensors with requires_grad (the trainer's AdamW takes tensors): a TorchSharp Parameter moves the
+        // handle out of the tensor it is made from without lowering torch.Tensor.TotalCount, which the tests read.
+        Tensor P(double std, params long[] shape) => randn(shape).TimesInPlace(std).requires_grad_(true).DetachFromDisposeScope();
+        Tensor Ones(long n) => ones(n).requires_grad_(true).DetachFromDisposeScope();
         long hd = c.NumHeads * c.HeadDim, kvd = c.NumKvHeads * c.HeadDim;
         var embed = P(0.02, c.VocabSize, c.HiddenSize);
         var blocks = Enumerable.Range(0, c.NumLayers).Select(_ => new LlamaBlock
