@@ -21,47 +21,30 @@ public static class TorchOps
     /// <summary>a += b, in place.</summary>
     public static Tensor PlusInPlace(this Tensor a, Tensor b) => a.add_(b, One);
 
-    /// <summary>a + v.</summary>
-    public static Tensor Plus(this Tensor a, double v)
+    /// <summary>f applied with v as a Scalar that is disposed when f returns.</summary>
+    static Tensor With(double v, Func<Scalar, Tensor> f)
     {
         using var s = v.ToScalar();
-        return a.add(s, One);
+        return f(s);
     }
+
+    /// <summary>a + v.</summary>
+    public static Tensor Plus(this Tensor a, double v) => With(v, s => a.add(s, One));
 
     /// <summary>a − v.</summary>
-    public static Tensor Minus(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.sub(s);
-    }
+    public static Tensor Minus(this Tensor a, double v) => With(v, a.sub);
 
     /// <summary>a · v.</summary>
-    public static Tensor Times(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.mul(s);
-    }
+    public static Tensor Times(this Tensor a, double v) => With(v, a.mul);
 
     /// <summary>a ·= v, in place.</summary>
-    public static Tensor TimesInPlace(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.mul_(s);
-    }
+    public static Tensor TimesInPlace(this Tensor a, double v) => With(v, a.mul_);
 
     /// <summary>a / v.</summary>
-    public static Tensor DividedBy(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.div(s);
-    }
+    public static Tensor DividedBy(this Tensor a, double v) => With(v, s => a.div(s));
 
     /// <summary>a ** e.</summary>
-    public static Tensor Pow(this Tensor a, double e)
-    {
-        using var s = e.ToScalar();
-        return a.pow(s);
-    }
+    public static Tensor Pow(this Tensor a, double e) => With(e, a.pow);
 
     /// <summary>v ** a, element-wise (v as a 0-dim float64 tensor, which takes a's dtype in the op, as a Python float does).</summary>
     public static Tensor PowOf(double v, Tensor a)
@@ -74,18 +57,10 @@ public static class TorchOps
     public static Tensor Squared(this Tensor a) => a.mul(a);
 
     /// <summary>a == v, element-wise (a bool tensor).</summary>
-    public static Tensor EqualTo(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.eq(s);
-    }
+    public static Tensor EqualTo(this Tensor a, double v) => With(v, a.eq);
 
     /// <summary>Tensor.fill_ with a disposed Scalar.</summary>
-    public static Tensor FillInPlace(this Tensor a, double v)
-    {
-        using var s = v.ToScalar();
-        return a.fill_(s);
-    }
+    public static Tensor FillInPlace(this Tensor a, double v) => With(v, a.fill_);
 
     /// <summary>arange(start, stop, step) of dtype.</summary>
     public static Tensor Arange(long start, long stop, long step = 1, ScalarType dtype = ScalarType.Int64)

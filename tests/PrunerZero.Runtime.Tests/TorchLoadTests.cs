@@ -118,17 +118,37 @@ public class MallocThresholdTests : TorchGuarded
     {
         Assert.Null(Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_"));
         using (var t = ones(4)) using (var sum = t.sum()) Assert.Equal(4f, sum.item<float>());   // TorchSharp (and so the compat library) loaded
-        // With glibc's dynamic threshold, freeing a mapped 8 MiB block raises the threshold to 8 MiB and the
-        // 4 MiB block after it comes from the heap, where freed memory stays with the process.
-        nint big = Malloc(8 << 20);
-        Assert.True(Mmapped(big));
-        Free(big);
-        nint next = Malloc(4 << 20), small = Malloc(512 << 10);
+        // With glibc's dynamic threshold, freeing a mapped 8 MiB block raises the threshold to 8 MiB and 4 MiB blocks
+        // after it come from the heap, where freed memory stays with the process. Free heap chunks that earlier tests
+        // left (coalesced garbage) serve any request they fit, whatever the threshold, so blocks are taken until
+        // one is mapped (the address space is reserved, never touched): with the threshold fixed at 1 MiB that
+        // happens as soon as the heap's free chunks are used up; with the dynamic one, the heap grows instead.
+        var held = new List<nint>();
         try
         {
-            Assert.True(Mmapped(next), "a 4 MiB block came from the heap: the mmap threshold is not fixed at 1 MiB");
+            nint big = TakeUntilMapped(8 << 20, held);
+            Assert.True(big != 0, "no 8 MiB block was mapped");
+            held.Remove(big);
+            Free(big);
+            Assert.True(TakeUntilMapped(4 << 20, held) != 0, "4 MiB blocks came from the heap: the mmap threshold is not fixed at 1 MiB");
+            nint next = Malloc(4 << 20), small = Malloc(512 << 10);
+            held.Add(next);
+            held.Add(small);
+            Assert.True(Mmapped(next), "a 4 MiB block after a mapped one came from the heap");
             Assert.False(Mmapped(small), "a 512 KiB block was mapped: the threshold is below 1 MiB");
         }
-        finally { Free(next); Free(small); }
+        finally { foreach (var p in held) Free(p); }
+    }
+
+    /// <summary>Allocates blocks of <paramref name="size"/> (kept in <paramref name="held"/>) until one is mapped; 0 when none of 256 is.</summary>
+    static nint TakeUntilMapped(nuint size, List<nint> held)
+    {
+        for (int i = 0; i < 256; i++)
+        {
+            nint p = Malloc(size);
+            held.Add(p);
+            if (Mmapped(p)) return p;
+        }
+        return 0;
     }
 }
