@@ -56,12 +56,15 @@ public sealed class PruningFitness(PruneSession session, PruneTarget target, IMe
     /// <summary>Windows of <see cref="Screen"/>.</summary>
     public int ScreenWindows => screenWindows;
 
-    public string FingerprintMethod => $"SHA-256 of the packed prune bits of every linear, screen protocol, {target}";
+    public string FingerprintMethod => $"{Kernels.MaskFingerprint.Method}, screen protocol, {target}";
 
-    /// <summary>The masks Screen would apply, hashed: scores and selection on the dense model, no forward pass.</summary>
+    /// <summary>
+    /// The masks Screen applies, hashed as the model is pruned with them (no forward pass); the model stays pruned, so
+    /// Screen of the same metric next scores nothing again.
+    /// </summary>
     public string? MaskFingerprint(Expr metric, CancellationToken ct)
     {
-        lock (_lock) return session.MaskFingerprint(metric, target, backend);
+        lock (_lock) return session.PruneOneShot(metric, target, backend, reuse: true).MaskFingerprint;
     }
 
     public string Protocol =>
@@ -80,7 +83,7 @@ public sealed class PruningFitness(PruneSession session, PruneTarget target, IMe
         {
             using var range = Nvtx.Range(windows is null ? "search full check" : "search iteration");
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var report = session.PruneOneShot(metric, target, backend);
+            var report = session.PruneOneShot(metric, target, backend, reuse: true);
             if (!report.Valid) return FitnessResult.Invalid(report.InvalidReason ?? "invalid", sw.Elapsed.TotalSeconds);
             var ppl = session.Evaluate(windows, spread: windows is not null);
             if (!double.IsFinite(ppl.Perplexity)) return FitnessResult.Invalid($"perplexity is {ppl.Perplexity}", sw.Elapsed.TotalSeconds);

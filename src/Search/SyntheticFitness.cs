@@ -79,22 +79,20 @@ public sealed class SyntheticFitness : IFitness
     }
 
     /// <summary>
-    /// SHA-256 of the masks Screen measures (every screen layer in order, prune bits packed 8 to a byte); null when
-    /// the metric is invalid. Not an <see cref="IMaskFingerprint"/> itself, so the plain synthetic runs stay as they
-    /// were; tests wrap it to exercise the search's same-mask path.
+    /// <see cref="MaskFingerprint"/> of the masks Screen measures (every screen layer in order); null when the metric
+    /// is invalid. Not an <see cref="IMaskFingerprint"/> itself, so the plain synthetic runs stay as they were; tests
+    /// wrap it to exercise the search's same-mask path.
     /// </summary>
     public string? ScreenMaskFingerprint(Expr metric)
     {
-        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var fingerprint = new MaskFingerprint();
         foreach (var l in _screen)
         {
             var m = Mask(metric, l);
             if (m is null) return null;
-            var packed = new byte[(m.Length + 7) / 8];
-            for (int i = 0; i < m.Length; i++) if (m[i] != 0) packed[i >> 3] |= (byte)(1 << (i & 7));
-            hash.AppendData(packed);
+            fingerprint.Add(m, l.Rows, l.Cols);
         }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
+        return fingerprint.Finish();
     }
 
     public FitnessResult Screen(Expr metric, CancellationToken ct)

@@ -337,11 +337,11 @@ public class SparseGptTests : TorchGuarded
     {
         using var testScope = NewDisposeScope();
         var cfg = LlamaConfig.FromJson(TestCheckpoints.Config());
-        var e = Assert.Throws<PrunerZeroException>(() => ObsHook.CheckModel(cfg, PruneTarget.ParseNM("2:5"), long.MaxValue, "sparsegpt"));
+        var e = Assert.Throws<PrunerZeroException>(() => ObsUpdate.CheckModel(cfg, PruneTarget.ParseNM("2:5"), long.MaxValue, "sparsegpt"));
         Assert.Contains("multiple of 5", e.Message);
-        e = Assert.Throws<PrunerZeroException>(() => ObsHook.CheckModel(cfg, PruneTarget.Unstructured(0.5), 1000, "sparsegpt"));
+        e = Assert.Throws<PrunerZeroException>(() => ObsUpdate.CheckModel(cfg, PruneTarget.Unstructured(0.5), 1000, "sparsegpt"));
         Assert.Contains("Hessians of one block need", e.Message);
-        ObsHook.CheckModel(cfg, PruneTarget.ParseNM("2:4"), long.MaxValue, "sparsegpt");
+        ObsUpdate.CheckModel(cfg, PruneTarget.ParseNM("2:4"), long.MaxValue, "sparsegpt");
         Assert.True(HessianStats.AvailableBytes() > 0);
         using var _ = no_grad();
         var w = tensor(new float[12], [2, 6]);

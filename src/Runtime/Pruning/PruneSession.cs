@@ -40,6 +40,8 @@ public sealed class PruneSession : IDisposable
     GradientStats? _g;
     DenseX? _x;
     bool _dirty;
+    /// <summary>The one-shot pruning the model holds now, from <see cref="PruneOneShot"/> with reuse; cleared by any other change.</summary>
+    (Expr Metric, PruneTarget Target, PruneReport Report)? _held;
     public double GradientSeconds { get; private set; }
     public double CalibrationSeconds { get; private set; }
     public double RestoreSeconds { get; private set; }
@@ -104,6 +106,7 @@ public sealed class PruneSession : IDisposable
 
     public void RestoreDense()
     {
+        _held = null;
         if (!_dirty) return;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         Checkpoint.RestoreLinears(Model, Options.ModelDir);
@@ -111,23 +114,22 @@ public sealed class PruneSession : IDisposable
         _dirty = false;
     }
 
-    /// <summary>Prunes the dense model one-shot with X and G measured once on the dense model (the search's protocol).</summary>
-    public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend)
+    /// <summary>
+    /// Prunes the dense model one-shot with X and G measured once on the dense model (the search's protocol). With
+    /// <paramref name="reuse"/>, the report carries the mask fingerprint, and a model that already holds this metric's
+    /// one-shot pruning at this target is left as it is and its report returned: a search candidate is scored once
+    /// for its fingerprint and its evaluation.
+    /// </summary>
+    public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend, bool reuse = false)
     {
+        if (reuse && _held is { } held && held.Metric == metric && held.Target == target) return held.Report;
         var g = metric.UsesG ? Gradients : null;
         var x = metric.UsesX ? DenseStats : null;
         RestoreDense();
         _dirty = true;
-        return new Pruner(backend).PruneOneShot(Model, x!, g, metric, target);
-    }
-
-    /// <summary>Fingerprint of the masks <see cref="PruneOneShot"/> would apply (see <see cref="Pruner.MaskFingerprint"/>); restores the dense model first, no forward pass.</summary>
-    public string? MaskFingerprint(Expr metric, PruneTarget target, IMetricBackend backend)
-    {
-        var g = metric.UsesG ? Gradients : null;
-        var x = metric.UsesX ? DenseStats : null;
-        RestoreDense();
-        return new Pruner(backend).MaskFingerprint(Model, x, g, metric, target);
+        var report = new Pruner(backend).PruneOneShot(Model, x, g, metric, target, fingerprint: reuse);
+        if (reuse) _held = (metric, target, report);
+        return report;
     }
 
     /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
@@ -146,11 +148,11 @@ public sealed class PruneSession : IDisposable
     public PruneReport Prune(PruneMethod method, PruneTarget target, IMetricBackend backend)
     {
         if (method.Update == WeightUpdate.None) return Prune(method.Metric, target, backend);
-        ObsHook.CheckModel(Model.Config, target, HessianStats.AvailableBytes(), method.ToString());
+        ObsUpdate.CheckModel(Model.Config, target, HessianStats.AvailableBytes(), method.ToString());
         var g = method.Metric.UsesG ? Gradients : null;
         RestoreDense();
         _dirty = true;
-        using var obs = new ObsHook(method.SparseGptMask);
+        using var obs = new ObsUpdate(method.SparseGptMask);
         var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs: obs);
         return report with { Metric = method.ToString() };
     }

@@ -229,16 +229,17 @@ public static class SparseGpt
 }
 
 /// <summary>
-/// The OBS update inside the sequential protocol (the hook of <see cref="Pruner.PruneSequential"/>): the block's
-/// calibration forward feeds <see cref="Add"/>, then each linear goes through <see cref="Prune"/> with the
-/// metric's mask (or none, for SparseGPT). The inverse factor of a shared Hessian (Q/K/V, Gate/Up) is made once
-/// and freed after the group's last linear.
+/// The OBS update, a weight update of the sequential protocol (<see cref="Pruner.PruneSequential"/>): the block's
+/// calibration forward feeds <see cref="Observe"/>, then each linear goes through <see cref="Apply"/> with the
+/// metric's mask (or none, for SparseGPT, which chooses it). The inverse factor of a shared Hessian (Q/K/V,
+/// Gate/Up) is made once and freed after the group's last linear.
 /// </summary>
-public sealed class ObsHook(bool ownMask) : IDisposable
+public sealed class ObsUpdate(bool choosesMask) : IWeightUpdate, IDisposable
 {
     readonly HessianStats _h = new();
     readonly Dictionary<LinearKind, (Tensor Hinv, bool[] Dead)> _inv = new();
-    public bool OwnMask => ownMask;
+    public bool NeedsInputs => true;
+    public bool ChoosesMask => choosesMask;
     public double Seconds { get; private set; }
 
     /// <summary>Refuses, before anything is pruned, what the sweep cannot do on this model: N:M with K not a multiple of m, Hessians beyond memory.</summary>
@@ -253,9 +254,9 @@ public sealed class ObsHook(bool ownMask) : IDisposable
 
     public void BeginBlock() => Clear();
 
-    public void Add(LinearKind kind, Tensor input) => _h.Add(kind, input);
+    public void Observe(LinearKind kind, Tensor input) => _h.Add(kind, input);
 
-    public void Prune(Tensor weight, LinearKind kind, ReadOnlySpan<byte> mask, PruneTarget target, string name)
+    public void Apply(Tensor weight, LinearKind kind, ReadOnlySpan<byte> mask, PruneTarget target, string name)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var g = HessianStats.Group(kind);
@@ -266,7 +267,7 @@ public sealed class ObsHook(bool ownMask) : IDisposable
             _h.Release(kind);
             _inv[g] = f;
         }
-        SparseGpt.Prune(weight, f.Hinv, f.Dead, target, mask, ownMask);
+        SparseGpt.Prune(weight, f.Hinv, f.Dead, target, mask, choosesMask);
         if (kind is LinearKind.V or LinearKind.O or LinearKind.Up or LinearKind.Down && _inv.Remove(g, out var done)) done.Hinv.Dispose();
         Seconds += sw.Elapsed.TotalSeconds;
     }
