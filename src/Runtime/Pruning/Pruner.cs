@@ -41,14 +41,14 @@ public sealed class Pruner(IMetricBackend backend)
     /// pruning is the same).
     /// </summary>
     public PruneReport PruneSequential(LlamaModel model, CalibrationSet calib, GradientStats? g, Expr metric, PruneTarget target,
-        IProgress<string>? progress = null, IProgress<BlockTiming>? timing = null, ObsUpdate? obs = null)
+        IProgress<string>? progress = null, IProgress<BlockTiming>? timing = null, ObsUpdate? obs = null, SparsityAllocation? allocation = null)
     {
         IWeightUpdate update = obs is null ? Zeroing.Instance : obs;
         var fw = Stopwatch.StartNew();
         using IBlockInputs inputs = metric.UsesX || update.NeedsInputs ? new SequentialInputs(model, calib, metric.UsesX) : new DenseInputs(null);
         double embed = fw.Elapsed.TotalSeconds;
         string label = obs is { ChoosesMask: true } ? PruneMethod.SparseGptName : obs != null ? $"{metric} + obs" : metric.ToString();
-        var report = Run(model, inputs, g, metric, target, update, fingerprint: null, progress, timing, label);
+        var report = Run(model, inputs, g, metric, target, allocation, update, fingerprint: null, progress, timing, label);
         return report with { ForwardSeconds = report.ForwardSeconds + embed };
     }
 
@@ -58,18 +58,21 @@ public sealed class Pruner(IMetricBackend backend)
     /// for metrics that use X, whose later blocks see dense instead of pruned inputs. With <paramref name="fingerprint"/>
     /// the report carries the fingerprint of the masks applied.
     /// </summary>
-    public PruneReport PruneOneShot(LlamaModel model, DenseX? x, GradientStats? g, Expr metric, PruneTarget target, bool fingerprint = false)
+    public PruneReport PruneOneShot(LlamaModel model, DenseX? x, GradientStats? g, Expr metric, PruneTarget target, bool fingerprint = false,
+        SparsityAllocation? allocation = null)
     {
         if (metric.UsesX && x is null) throw new ArgumentException("the metric uses X but no activations were given", nameof(x));
         using var inputs = new DenseInputs(metric.UsesX ? x : null);
         using var fp = fingerprint ? new MaskFingerprint() : null;
-        return Run(model, inputs, g, metric, target, Zeroing.Instance, fp, progress: null, timing: null, metric.ToString());
+        return Run(model, inputs, g, metric, target, allocation, Zeroing.Instance, fp, progress: null, timing: null, metric.ToString());
     }
 
-    /// <summary>The block loop of both protocols.</summary>
-    PruneReport Run(LlamaModel model, IBlockInputs inputs, GradientStats? g, Expr metric, PruneTarget target, IWeightUpdate update,
-        MaskFingerprint? fingerprint, IProgress<string>? progress, IProgress<BlockTiming>? timing, string label)
+    /// <summary>The block loop of both protocols; each linear pruned to <paramref name="allocation"/>'s sparsity when given, else to <paramref name="target"/>.</summary>
+    PruneReport Run(LlamaModel model, IBlockInputs inputs, GradientStats? g, Expr metric, PruneTarget target, SparsityAllocation? allocation,
+        IWeightUpdate update, MaskFingerprint? fingerprint, IProgress<string>? progress, IProgress<BlockTiming>? timing, string label)
     {
+        if (allocation is not null && (target.IsNM || allocation.Blocks != model.Blocks.Count || allocation.Target != target.Sparsity))
+            throw new ArgumentException($"allocation {allocation.Method} (target {allocation.Target}, {allocation.Blocks} blocks) does not fit target {target} on {model.Blocks.Count} blocks", nameof(allocation));
         if (metric.UsesG && g is null && !update.ChoosesMask) throw new ArgumentException("the metric uses G but no gradients were given", nameof(g));
         using var _ = no_grad();
         double score = 0, mask = 0, forward = 0;
@@ -91,10 +94,11 @@ public sealed class Pruner(IMetricBackend backend)
                 var w = working[k];
                 var (host, gk) = OnHost(w, update.ChoosesMask ? null : g?[i, k]);
                 string name = $"model.layers.{i}.{k.HfName()}";
+                var t = allocation?.For(i, k) ?? target;
                 ReadOnlySpan<byte> prune = default;
                 if (!update.ChoosesMask)
                 {
-                    (invalid, var seconds) = _selector.Select(host, gk, x.Of(k), metric, target, name);
+                    (invalid, var seconds) = _selector.Select(host, gk, x.Of(k), metric, t, name);
                     score += seconds.Scoring;
                     mask += seconds.Masking;
                     if (invalid != null) break;
@@ -103,7 +107,7 @@ public sealed class Pruner(IMetricBackend backend)
                 }
                 sw.Restart();
                 using (Nvtx.Range("masking"))
-                    update.Apply(host, k, prune, target, name);
+                    update.Apply(host, k, prune, t, name);
                 mask += sw.Elapsed.TotalSeconds;
                 if (!ReferenceEquals(host, w)) w.copy_(host);
             }
