@@ -69,4 +69,22 @@ public static class Perplexity
         return new PerplexityResult(modelName, dataset, seqlen, windows, (long)windows * seqlen, tokens.Length, textBytes,
             mean, Math.Exp(mean), bpb, sw.Elapsed.TotalSeconds);
     }
+
+    /// <summary>Mean next-token NLL of the model as it is now over token windows (e.g. calibration windows), each on its own.</summary>
+    public static double MeanNll(LlamaModel model, IEnumerable<long[]> windows)
+    {
+        double sumNll = 0;
+        long count = 0;
+        using (Nvtx.Range("evaluation"))
+        using (no_grad())
+            foreach (var w in windows)
+            {
+                using var scope = NewDisposeScope();
+                var (s, c) = model.NextTokenNll(tensor(w, [1, w.Length]));
+                sumNll += s;
+                count += c;
+            }
+        if (count == 0) throw new ArgumentException("no tokens to evaluate", nameof(windows));
+        return sumNll / count;
+    }
 }
