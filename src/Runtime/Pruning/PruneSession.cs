@@ -41,7 +41,7 @@ public sealed class PruneSession : IDisposable
     DenseX? _x;
     bool _dirty;
     /// <summary>The one-shot pruning the model holds now, from <see cref="PruneOneShot"/> with reuse; cleared by any other change.</summary>
-    (Expr Metric, PruneTarget Target, PruneReport Report)? _held;
+    (Expr Metric, PruneTarget Target, SparsityAllocation? Allocation, PruneReport Report)? _held;
     public double GradientSeconds { get; private set; }
     public double CalibrationSeconds { get; private set; }
     public double RestoreSeconds { get; private set; }
@@ -120,42 +120,54 @@ public sealed class PruneSession : IDisposable
     /// one-shot pruning at this target is left as it is and its report returned: a search candidate is scored once
     /// for its fingerprint and its evaluation.
     /// </summary>
-    public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend, bool reuse = false)
+    public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend, bool reuse = false, SparsityAllocation? allocation = null)
     {
-        if (reuse && _held is { } held && held.Metric == metric && held.Target == target) return held.Report;
+        if (reuse && _held is { } held && held.Metric == metric && held.Target == target && held.Allocation == allocation) return held.Report;
         var g = metric.UsesG ? Gradients : null;
         var x = metric.UsesX ? DenseStats : null;
         RestoreDense();
         _dirty = true;
-        var report = new Pruner(backend).PruneOneShot(Model, x, g, metric, target, fingerprint: reuse);
-        if (reuse) _held = (metric, target, report);
+        var report = new Pruner(backend).PruneOneShot(Model, x, g, metric, target, fingerprint: reuse, allocation);
+        if (reuse) _held = (metric, target, allocation, report);
         return report;
     }
 
     /// <summary>Prunes the dense model with the metric (sequential protocol); the model stays pruned until the next call.</summary>
-    public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend, IProgress<BlockTiming>? timing = null)
+    public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend, IProgress<BlockTiming>? timing = null,
+        SparsityAllocation? allocation = null)
     {
         var g = metric.UsesG ? Gradients : null;
         RestoreDense();
         _dirty = true;
-        return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress, timing);
+        return new Pruner(backend).PruneSequential(Model, Calibration, g, metric, target, _progress, timing, allocation: allocation);
     }
 
     /// <summary>
     /// Prunes the dense model with a method (sequential protocol): a metric alone, a metric followed by the OBS
     /// update, or SparseGPT (<see cref="SparseGpt"/>). What the update cannot do on this model is refused first.
     /// </summary>
-    public PruneReport Prune(PruneMethod method, PruneTarget target, IMetricBackend backend)
+    public PruneReport Prune(PruneMethod method, PruneTarget target, IMetricBackend backend, SparsityAllocation? allocation = null)
     {
-        if (method.Update == WeightUpdate.None) return Prune(method.Metric, target, backend);
+        if (method.Update == WeightUpdate.None) return Prune(method.Metric, target, backend, allocation: allocation);
         ObsUpdate.CheckModel(Model.Config, target, HessianStats.AvailableBytes(), method.ToString());
         var g = method.Metric.UsesG ? Gradients : null;
         RestoreDense();
         _dirty = true;
         using var obs = new ObsUpdate(method.SparseGptMask);
-        var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs: obs);
+        var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs: obs, allocation: allocation);
         return report with { Metric = method.ToString() };
     }
+
+    /// <summary>OWL's per-block sparsities for <paramref name="target"/> (<see cref="Pruning.Owl"/>), from X measured on the dense model.</summary>
+    public SparsityAllocation Owl(double target, double m = Pruning.Owl.DefaultM, double lambda = Pruning.Owl.DefaultLambda)
+    {
+        var x = DenseStats;
+        RestoreDense();
+        return Pruning.Owl.Allocate(Model, x, target, m, lambda);
+    }
+
+    /// <summary>Weights of one block's linears by kind (<see cref="LinearKinds.All"/> order), for allocation profiles.</summary>
+    public long[] KindSizes() => LinearKinds.All.Select(k => Model.Blocks[0][k].NumberOfElements).ToArray();
 
     /// <summary>Perplexity of the model as it is now; <paramref name="spread"/> takes the windows evenly spaced over the text.</summary>
     public PerplexityResult Evaluate(int? windows = null, bool spread = false) =>
