@@ -1,14 +1,24 @@
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace PrunerZero.Kernels;
 
 /// <summary>
-/// NVTX ranges for Nsight Systems, through native/libpz_nvtx.so (which finds libnvToolsExt at run time).
-/// Off unless PZ_NVTX=1 or <see cref="Enable"/> is called; when off a range is a no-op struct with no
-/// native call. Where the shim or NVTX is missing, enabling says so once and stays off.
+/// NVTX ranges for Nsight Systems, called straight into libnvToolsExt through function pointers found with
+/// <see cref="NativeLibrary"/> (NVTX v2's C entry points <c>nvtxRangePushA</c> / <c>nvtxRangePop</c>; NVTX v3 is
+/// header-only in CUDA and Nsight injects into the same library). Nothing native is built or shipped for this.
+/// Off unless PZ_NVTX=1 or <see cref="Enable"/> is called; when off a range is a no-op struct with no native call.
+/// Where no NVTX library exists, enabling says so once and stays off.
 /// </summary>
-public static partial class Nvtx
+public static unsafe class Nvtx
 {
+    /// <summary>Tried in this order; the CUDA toolkit ships libnvToolsExt.so.1.</summary>
+    static readonly string[] LibraryNames = ["libnvToolsExt.so.1", "libnvToolsExt.so"];
+
+    // Set once by TryInit, never cleared: a Scope opened before Disable still pops.
+    static delegate* unmanaged<byte*, int> _push;
+    static delegate* unmanaged<int> _pop;
+
     static bool _enabled = Environment.GetEnvironmentVariable("PZ_NVTX") == "1" && TryInit(Console.Error);
 
     public static bool Enabled => _enabled;
@@ -21,15 +31,20 @@ public static partial class Nvtx
 
     static bool TryInit(TextWriter? log)
     {
-        try
+        if (_push != null) return true;
+        foreach (string name in LibraryNames)
         {
-            if (pz_nvtx_available() != 0) return true;
-            log?.WriteLine("nvtx: no libnvToolsExt found; ranges are off");
+            if (!NativeLibrary.TryLoad(name, out nint library)) continue;
+            if (NativeLibrary.TryGetExport(library, "nvtxRangePushA", out nint push)
+                && NativeLibrary.TryGetExport(library, "nvtxRangePop", out nint pop))
+            {
+                _pop = (delegate* unmanaged<int>)pop;
+                _push = (delegate* unmanaged<byte*, int>)push;
+                return true;
+            }
+            NativeLibrary.Free(library);
         }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            log?.WriteLine($"nvtx: native shim libpz_nvtx.so not loadable ({e.Message}); ranges are off");
-        }
+        log?.WriteLine("nvtx: no libnvToolsExt found; ranges are off");
         return false;
     }
 
@@ -37,7 +52,11 @@ public static partial class Nvtx
     public static Scope Range(string name)
     {
         if (!_enabled) return default;
-        pz_nvtx_push(name);
+        // A NUL-terminated UTF-8 copy of the name on the stack (range names are short words).
+        int max = Encoding.UTF8.GetMaxByteCount(name.Length) + 1;
+        Span<byte> utf8 = max <= 256 ? stackalloc byte[max] : new byte[max];
+        utf8[Encoding.UTF8.GetBytes(name, utf8)] = 0;
+        fixed (byte* text = utf8) _push(text);
         return new Scope(true);
     }
 
@@ -45,16 +64,7 @@ public static partial class Nvtx
     {
         public void Dispose()
         {
-            if (active) pz_nvtx_pop();
+            if (active) _pop();
         }
     }
-
-    [LibraryImport("pz_nvtx", StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int pz_nvtx_push(string name);
-
-    [LibraryImport("pz_nvtx")]
-    private static partial int pz_nvtx_pop();
-
-    [LibraryImport("pz_nvtx")]
-    private static partial int pz_nvtx_available();
 }

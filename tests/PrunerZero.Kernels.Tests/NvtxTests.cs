@@ -5,15 +5,17 @@ namespace PrunerZero.Kernels.Tests;
 
 public class NvtxTests
 {
-    /// <summary>Whether NVTX can work here, found independently of Nvtx: the shim and an NVTX library both load.</summary>
+    /// <summary>Whether NVTX can work here, found independently of Nvtx: an NVTX library loads and exports both entry points.</summary>
     static bool NvtxLoadable()
     {
-        string shim = Path.Combine(AppContext.BaseDirectory, "libpz_nvtx.so");
-        bool shimLoads = NativeLibrary.TryLoad(shim, out var h1) || NativeLibrary.TryLoad("libpz_nvtx.so", out h1);
-        bool nvtx = NativeLibrary.TryLoad("libnvToolsExt.so.1", out var h2) || NativeLibrary.TryLoad("libnvToolsExt.so", out h2);
-        if (h1 != 0) NativeLibrary.Free(h1);
-        if (h2 != 0) NativeLibrary.Free(h2);
-        return shimLoads && nvtx;
+        foreach (string name in new[] { "libnvToolsExt.so.1", "libnvToolsExt.so" })
+        {
+            if (!NativeLibrary.TryLoad(name, out var library)) continue;
+            bool both = NativeLibrary.TryGetExport(library, "nvtxRangePushA", out _) && NativeLibrary.TryGetExport(library, "nvtxRangePop", out _);
+            NativeLibrary.Free(library);
+            if (both) return true;
+        }
+        return false;
     }
 
     /// <summary>Enabling turns ranges on exactly where NVTX exists, says why not elsewhere, and Disable restores the state.</summary>

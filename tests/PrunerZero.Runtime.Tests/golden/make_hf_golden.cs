@@ -1,5 +1,5 @@
-#:package Tokenizers.DotNet@1.4.1
-#:package Tokenizers.DotNet.runtime.linux-x64@1.4.1
+#:package Tokenizers.DotNet
+#:package Tokenizers.DotNet.runtime.linux-x64
 // Generates the tokenizer.json golden files (run by hand, never by the tests), with Hugging Face's own
 // `tokenizers` (Rust 0.22, through Tokenizers.DotNet) on each tokenizer.json as shipped, post_processor
 // included, i.e. what transformers' fast tokenizer gives with add_special_tokens=True:
