@@ -19,7 +19,7 @@ using PrunerZero.Search;
 namespace PrunerZero.Cluster;
 
 /// <summary>No worker answered within the wait: the search cannot go on (a user-facing condition).</summary>
-public sealed class ClusterUnavailableException(string message) : Exception(message);
+public sealed class ClusterUnavailableException(string message) : UserError(message);
 
 /// <summary>A worker's fitness threw (the machinery failed, not the metric): the search stops, as it does in one process.</summary>
 public sealed class WorkerFailedException(string message) : InvalidOperationException(message);

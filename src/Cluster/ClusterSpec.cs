@@ -19,7 +19,7 @@ using StackExchange.Redis;
 
 namespace PrunerZero.Cluster;
 
-public sealed class ClusterSpecException(string message) : Exception(message);
+public sealed class ClusterSpecException(string message) : UserError(message);
 
 public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, string? RedisEndpoint, string ClusterId)
 {

@@ -32,10 +32,10 @@ public sealed record StoredEvaluation(
 /// <summary>Which worker evaluated a candidate (its canonical form) or a baseline ("baseline:NAME"), for the screen or the full check.</summary>
 public sealed record WorkerAssignment(string Subject, string Kind, string Worker);
 
-public sealed class RunParametersMismatchException(string message) : InvalidOperationException(message);
+public sealed class RunParametersMismatchException(string message) : UserError(message);
 
 /// <summary>The run folder cannot be used as asked: a run already there, one in use by another process, a database that is not a run's.</summary>
-public sealed class RunStoreException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+public sealed class RunStoreException(string message, Exception? inner = null) : UserError(message, inner);
 
 public sealed partial class RunStore : IDisposable
 {
@@ -72,8 +72,9 @@ public sealed partial class RunStore : IDisposable
     /// Opens (resume) or creates the database. Identity parameters must match the stored ones exactly;
     /// keys listed in <paramref name="mutable"/> (e.g. iterations) are updated instead.
     /// </summary>
+    /// <param name="upgrades">Per key: maps a value an earlier version stored to today's form before the comparison.</param>
     public static RunStore Open(string path, IReadOnlyDictionary<string, string> parameters, bool resume,
-                                IReadOnlySet<string>? mutable = null)
+                                IReadOnlySet<string>? mutable = null, IReadOnlyDictionary<string, Func<string, string>>? upgrades = null)
     {
         var runLock = AcquireLock(Path.GetDirectoryName(Path.GetFullPath(path))!);
         RunStore? store = null;
@@ -87,7 +88,7 @@ public sealed partial class RunStore : IDisposable
             var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
             store = new RunStore(db, runLock);
             db.Open();
-            store.Init(path, parameters, mutable ?? new HashSet<string>());
+            store.Init(path, parameters, mutable ?? new HashSet<string>(), upgrades ?? new Dictionary<string, Func<string, string>>());
             return store;
         }
         catch (SqliteException e)
@@ -186,7 +187,8 @@ public sealed partial class RunStore : IDisposable
         }
     }
 
-    void Init(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    void Init(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable,
+              IReadOnlyDictionary<string, Func<string, string>> upgrades)
     {
         Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
         Exec("""
@@ -236,7 +238,7 @@ public sealed partial class RunStore : IDisposable
                  })
             using (var cmd = Cmd(probe))
             using (var r = cmd.ExecuteReader()) { }
-        CheckParams(path, parameters, mutable);
+        CheckParams(path, parameters, mutable, upgrades);
     }
 
     void AddColumnIfMissing(string table, string column, string type)
@@ -248,12 +250,21 @@ public sealed partial class RunStore : IDisposable
         if (!has) Exec($"ALTER TABLE {table} ADD COLUMN {column} {type}");
     }
 
-    void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable,
+                     IReadOnlyDictionary<string, Func<string, string>> upgrades)
     {
         var stored = new Dictionary<string, string>();
         using (var cmd = Cmd("SELECT key, value FROM params"))
         using (var r = cmd.ExecuteReader())
             while (r.Read()) stored[r.GetString(0)] = r.GetString(1);
+        // An earlier version's form of a value: compared (and, when it matches, stored) in today's form.
+        var upgraded = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (k, upgrade) in upgrades)
+            if (stored.TryGetValue(k, out var was) && upgrade(was) is var now && now != was)
+            {
+                stored[k] = now;
+                upgraded.Add(k);
+            }
         if (stored.Count > 0)
         {
             var diffs = parameters.Keys.Union(stored.Keys).Where(k => !mutable.Contains(k)).Order(StringComparer.Ordinal)
@@ -266,7 +277,7 @@ public sealed partial class RunStore : IDisposable
                     "Resume with the original parameters, or start a new run in another --run directory.");
         }
         foreach (var (k, v) in parameters)
-            if (!stored.ContainsKey(k) || mutable.Contains(k))
+            if (!stored.ContainsKey(k) || mutable.Contains(k) || upgraded.Contains(k))
                 using (var cmd = Cmd("INSERT OR REPLACE INTO params (key, value) VALUES ($k, $v)", ("$k", k), ("$v", v)))
                     cmd.ExecuteNonQuery();
     }
