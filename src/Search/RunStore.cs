@@ -82,7 +82,7 @@ public sealed partial class RunStore : IDisposable
         {
             if (File.Exists(path) && !resume)
                 throw new RunStoreException(
-                    $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+                    $"{path} already holds a search run; pass {UserError.P("resume")} to continue it, or choose a new {UserError.P("run")} directory");
             // Recognised read-only first: another program's SQLite file (or an empty one) is refused without a byte changed.
             if (File.Exists(path)) Recognise(path);
             var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
@@ -94,7 +94,7 @@ public sealed partial class RunStore : IDisposable
         catch (SqliteException e)
         {
             Release();
-            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}); move it away or choose a new --run directory", e);
+            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}); move it away or choose a new {UserError.P("run")} directory", e);
         }
         catch
         {
@@ -127,7 +127,7 @@ public sealed partial class RunStore : IDisposable
     /// </summary>
     public static void Recognise(string path)
     {
-        string Advice = "; move it away or choose a new --run directory";
+        string Advice = $"; move it away or choose a new {UserError.P("run")} directory";
         if (Directory.Exists(path)) throw new RunStoreException($"{path} is a folder, not a search database{Advice}");
         var info = new FileInfo(path);
         if (!info.Exists) throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
@@ -139,7 +139,7 @@ public sealed partial class RunStore : IDisposable
             if ((info.Attributes & (FileAttributes.Device | FileAttributes.Directory)) != 0)
                 throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
             if (info.Length == 0)
-                throw new RunStoreException($"{path} is empty (0 bytes): it holds no search run; delete it to start a new run there, or choose a new --run directory");
+                throw new RunStoreException($"{path} is empty (0 bytes): it holds no search run; delete it to start a new run there, or choose a new {UserError.P("run")} directory");
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }
@@ -220,7 +220,7 @@ public sealed partial class RunStore : IDisposable
         AddColumnIfMissing("history", "same_mask", "INTEGER");
         // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
         using (var cmd = Cmd("PRAGMA quick_check"))
-            if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new --run directory");
+            if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new {UserError.P("run")} directory");
         foreach (var probe in new[]
                  {
                      "SELECT key, value FROM params LIMIT 0",
@@ -274,7 +274,7 @@ public sealed partial class RunStore : IDisposable
             if (diffs.Count > 0)
                 throw new RunParametersMismatchException(
                     $"cannot resume {path}: it was started with different parameters ({string.Join("; ", diffs)}). " +
-                    "Resume with the original parameters, or start a new run in another --run directory.");
+                    $"Resume with the original parameters, or start a new run in another {UserError.P("run")} directory.");
         }
         foreach (var (k, v) in parameters)
             if (!stored.ContainsKey(k) || mutable.Contains(k) || upgraded.Contains(k))

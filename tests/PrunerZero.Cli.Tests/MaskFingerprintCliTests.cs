@@ -1,5 +1,5 @@
-// Mask fingerprints on a real (tiny) model: PruningFitness hashes the masks the screen would apply, and
-// `search` counts same-mask candidates, stores them with their source and reports distinct leaders.
+// Mask fingerprints on a real (tiny) model: `search` counts same-mask candidates, stores them with their source and
+// reports distinct leaders. (PruningFitness's own fingerprints: tests/PrunerZero.Workflows.Tests/PruningFitnessTests.cs.)
 using Microsoft.Data.Sqlite;
 using PrunerZero.Kernels;
 using PrunerZero.Runtime.Pruning;
@@ -10,37 +10,6 @@ namespace PrunerZero.Cli.Tests;
 
 public class MaskFingerprintCliTests : TorchGuarded
 {
-    [Fact]
-    public void Fingerprints_follow_the_masks_and_equal_fingerprints_mean_equal_screen_fitness()
-    {
-        var s = PipelineTests.Setup();
-        var options = new SessionOptions
-        {
-            ModelDir = s.Model, CalibPath = s.Calib, EvalPath = s.Wiki, CacheDir = s.Cache, NSamples = 4, Seqlen = 32,
-            Sampling = CalibSampling.Stride,
-        };
-        using var backend = new CpuBackend();
-        using var session = new PruneSession(options, TextWriter.Null);
-        var fit = new PruningFitness(session, PruneTarget.Unstructured(0.5), backend, screenWindows: 2);
-        string? Fp(string e) => fit.MaskFingerprint(Metrics.Resolve(e), default);
-        double Ppl(string e) => fit.Screen(Metrics.Resolve(e), default).Perplexity;
-
-        string? magnitude = Fp("abs(W)");
-        Assert.NotNull(magnitude);
-        Assert.Equal(64, magnitude!.Length);                        // SHA-256, hex
-        Assert.Equal(magnitude, Fp("sqr(W)"));                      // a monotone transform: same masks
-        Assert.Equal(Fp("mul(abs(W), X)"), Fp("mul(sqr(W), sqr(X))"));
-        Assert.NotEqual(magnitude, Fp("mul(abs(W), X)"));           // wanda prunes other weights
-        Assert.NotEqual(magnitude, Fp("mul(abs(W), G)"));
-        Assert.Equal(Ppl("abs(W)"), Ppl("sqr(W)"));
-        // Taken after a screen has pruned the model: still the dense model's masks.
-        Assert.Equal(magnitude, Fp("abs(W)"));
-        Assert.Null(Fp("sub(W, W)"));                               // no ranking: invalid, no fingerprint
-        // 2:4 is another target, so other masks.
-        var nm = new PruningFitness(session, PruneTarget.ParseNM("2:4"), backend, screenWindows: 2);
-        Assert.NotEqual(magnitude, nm.MaskFingerprint(Metrics.Resolve("abs(W)"), default));
-    }
-
     [Fact]
     public void Search_reports_same_mask_duplicates_with_distinct_leaders_and_resumes_equal()
     {
