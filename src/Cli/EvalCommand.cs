@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using CommandLine;
 using PrunerZero.Runtime;
+using PrunerZero.Workflows;
 
 namespace PrunerZero.Cli;
 

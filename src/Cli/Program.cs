@@ -24,9 +24,10 @@ public static class Program
                 (StatsOptions o) => StatsCommand.Run(o),
                 _ => 2);
         }
-        catch (PrunerZeroException e)
+        catch (UserError e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            // The engine names parameters; the user typed flags.
+            Console.Error.WriteLine($"error: {e.Render(Flag)}");
             return 1;
         }
         catch (Exception e) when (DiskSpace.IsFull(e) || e is SqliteException { SqliteErrorCode: 13 })
@@ -43,4 +44,7 @@ public static class Program
             return 3;
         }
     }
+
+    /// <summary>The command-line flag of an engine parameter (snake_case): nsamples → --nsamples, screen_windows → --screen-windows.</summary>
+    public static string Flag(string parameter) => "--" + parameter.Replace('_', '-');
 }

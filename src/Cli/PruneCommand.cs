@@ -3,6 +3,7 @@ using CommandLine;
 using PrunerZero.Kernels;
 using PrunerZero.Runtime;
 using PrunerZero.Runtime.Pruning;
+using PrunerZero.Workflows;
 
 namespace PrunerZero.Cli;
 
@@ -53,7 +54,7 @@ public static class PruneCommand
         var dtype = SafeTensors.ScalarTypeOf(session.Model.Config.TorchDtype);
         Checkpoint.Save(session.Model, o.Out, session.Options.ModelDir, dtype, new Dictionary<string, string>
         {
-            ["pruned_with"] = metric.ToString(), ["target"] = target.ToString(), ["protocol"] = session.Protocol(target),
+            ["pruned_with"] = metric.ToString(), ["target"] = target.ToString(), ["protocol"] = $"model={session.Options.ModelDir} {session.Protocol(target)}",
         });
         Console.Error.WriteLine($"saved {o.Out} ({session.Model.Config.TorchDtype})");
 
@@ -74,7 +75,7 @@ public static class PruneCommand
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                metric = metric.ToString(), target = target.ToString(), protocol = session.Protocol(target),
+                metric = metric.ToString(), target = target.ToString(), protocol = $"model={session.Options.ModelDir} {session.Protocol(target)}",
                 sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
                 perplexity = JsonNumbers.Finite(ppl?.Perplexity), bits_per_byte = JsonNumbers.Finite(ppl?.BitsPerByte),
                 perplexity_note = JsonNumbers.Note("perplexity", ppl?.Perplexity), windows = ppl?.Windows, out_dir = o.Out,

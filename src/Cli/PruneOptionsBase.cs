@@ -31,19 +31,7 @@ public abstract class PruningSetupOptions : CalibrationOptions
     public string Device => DeviceOption ?? "cpu";
 
     /// <summary>The Kernels back end; a CUDA request on a machine without one is an error, never a silent fallback.</summary>
-    public Kernels.IMetricBackend Backend() => Device.ToLowerInvariant() switch
-    {
-        "cpu" => new Kernels.CpuBackend(),
-        "cuda" => CreateCuda(),
-        _ => throw new PrunerZeroException($"--device must be cpu or cuda, got '{Device}'"),
-    };
-
-    static Kernels.IMetricBackend CreateCuda()
-    {
-        Devices.Parse("cuda");   // the model's tensors go there too: refuse first when TorchSharp has no CUDA
-        try { return Kernels.IlgpuBackend.Create(preferCuda: true); }
-        catch (InvalidOperationException e) { throw new PrunerZeroException($"--device cuda: {e.Message}"); }
-    }
+    public Kernels.IMetricBackend Backend() => Workflows.Setup.Backend(Device);
 
     public PruneTarget Target()
     {
@@ -63,25 +51,8 @@ public abstract class PruningSetupOptions : CalibrationOptions
         return CheckModel(Defaults.Model(Model), target);
     }
 
-    /// <summary>A checkpoint folder's config.json against --seqlen and the target (also the transfer model of `search`).</summary>
-    public LlamaConfig CheckModel(string modelDir, PruneTarget target)
-    {
-        var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
-        if (Seqlen > config.MaxPositionEmbeddings)
-            throw new PrunerZeroException($"--seqlen {Seqlen} exceeds the model's max_position_embeddings {config.MaxPositionEmbeddings}");
-        CheckTarget(target, config);
-        return config;
-    }
-
-    /// <summary>N:M needs M to divide the input width of every pruned linear (q, k, v, gate, up: hidden_size; o: heads × head_dim; down: intermediate_size).</summary>
-    public static void CheckTarget(PruneTarget target, LlamaConfig c)
-    {
-        if (!target.IsNM) return;
-        foreach (var (width, what) in new[] { (c.HiddenSize, "hidden_size (q, k, v, gate, up projections)"),
-                     (c.NumHeads * c.HeadDim, "num_attention_heads x head_dim (o projection)"), (c.IntermediateSize, "intermediate_size (down projection)") })
-            if (width % target.M != 0)
-                throw new PrunerZeroException($"--nm {target.N}:{target.M}: groups of {target.M} must divide every pruned layer's input width, but {what} is {width}");
-    }
+    /// <summary>A checkpoint folder's config.json against --seqlen and the target.</summary>
+    public LlamaConfig CheckModel(string modelDir, PruneTarget target) => Workflows.Setup.CheckModel(modelDir, Seqlen, target);
 
     /// <summary>The session: no --windows here (the one-shot verbs evaluate on their own window counts).</summary>
     public virtual SessionOptions Session() => new()

@@ -4,6 +4,7 @@ using System.Text.Json;
 using CommandLine;
 using PrunerZero.Runtime;
 using PrunerZero.Runtime.Pruning;
+using PrunerZero.Workflows;
 
 namespace PrunerZero.Cli;
 

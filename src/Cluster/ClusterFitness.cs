@@ -19,7 +19,7 @@ using PrunerZero.Search;
 namespace PrunerZero.Cluster;
 
 /// <summary>No worker answered within the wait: the search cannot go on (a user-facing condition).</summary>
-public sealed class ClusterUnavailableException(string message) : Exception(message);
+public sealed class ClusterUnavailableException(string message) : UserError(message);
 
 /// <summary>A worker's fitness threw (the machinery failed, not the metric): the search stops, as it does in one process.</summary>
 public sealed class WorkerFailedException(string message) : InvalidOperationException(message);
@@ -203,7 +203,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
             }
             var waited = DateTime.UtcNow - since;
             if (waited >= _o.Wait)
-                throw new ClusterUnavailableException($"no usable worker at {_o.Spec} for {_o.Wait.TotalSeconds:0} s ({RefusedSummary()}); resume with --resume once workers run");
+                throw new ClusterUnavailableException($"no usable worker at {_o.Spec} for {_o.Wait.TotalSeconds:0} s ({RefusedSummary()}); resume with {UserError.P("resume")} once workers run");
             if (!said && waited > TimeSpan.FromSeconds(1))
             {
                 _log.WriteLine($"cluster: waiting for a worker at {_o.Spec} ({RefusedSummary()}); giving up in {(_o.Wait - waited).TotalSeconds:0} s");

@@ -19,7 +19,7 @@ using StackExchange.Redis;
 
 namespace PrunerZero.Cluster;
 
-public sealed class ClusterSpecException(string message) : Exception(message);
+public sealed class ClusterSpecException(string message) : UserError(message);
 
 public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, string? RedisEndpoint, string ClusterId)
 {
@@ -35,7 +35,7 @@ public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, st
         if (t.StartsWith("localhost:", StringComparison.Ordinal))
         {
             if (!int.TryParse(t["localhost:".Length..], out int port) || port < 1 || port + 2 * MaxLocalWorkers > 65535)
-                throw new ClusterSpecException($"--cluster {text}: the port after localhost: must be a number in 1..{65535 - 2 * MaxLocalWorkers}");
+                throw new ClusterSpecException($"{UserError.P("cluster")} {text}: the port after localhost: must be a number in 1..{65535 - 2 * MaxLocalWorkers}");
             return new(t, true, port, null, "prunerzero");
         }
         if (t.StartsWith("redis://", StringComparison.Ordinal))
@@ -45,11 +45,11 @@ public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, st
             int slash = rest.IndexOf('/');
             if (slash >= 0) { name = rest[(slash + 1)..]; rest = rest[..slash]; }
             if (rest.Length == 0 || name.Length == 0 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
-                throw new ClusterSpecException($"--cluster {text}: expected redis://HOST:PORT[/NAME] (NAME: letters, digits, - and _)");
+                throw new ClusterSpecException($"{UserError.P("cluster")} {text}: expected redis://HOST:PORT[/NAME] (NAME: letters, digits, - and _)");
             CheckHostPort(text, rest);
             return new(t, false, 0, rest, name);
         }
-        throw new ClusterSpecException($"--cluster {text}: expected localhost, localhost:PORT or redis://HOST:PORT[/NAME]");
+        throw new ClusterSpecException($"{UserError.P("cluster")} {text}: expected localhost, localhost:PORT or redis://HOST:PORT[/NAME]");
     }
 
     /// <summary>HOST:PORT of a redis SPEC: a host name or address (IPv6 in brackets) and a port in 1..65535, checked here, not at the first connection.</summary>
@@ -59,13 +59,13 @@ public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, st
         string host = colon < 0 ? hostPort : hostPort[..colon];
         string port = colon < 0 ? "" : hostPort[(colon + 1)..];
         if (colon < 0 || port.Length == 0)
-            throw new ClusterSpecException($"--cluster {text}: no port; expected redis://HOST:PORT[/NAME]");
+            throw new ClusterSpecException($"{UserError.P("cluster")} {text}: no port; expected redis://HOST:PORT[/NAME]");
         if (!port.All(char.IsAsciiDigit) || !int.TryParse(port, out int p) || p < 1 || p > 65535)
-            throw new ClusterSpecException($"--cluster {text}: the port '{port}' is not a number in 1..65535; expected redis://HOST:PORT[/NAME]");
+            throw new ClusterSpecException($"{UserError.P("cluster")} {text}: the port '{port}' is not a number in 1..65535; expected redis://HOST:PORT[/NAME]");
         bool bracketed = host.StartsWith('[') && host.EndsWith(']') && host.Length > 2 && IPAddress.TryParse(host[1..^1], out _);
         bool name = host.Length > 0 && host.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_');
         if (!bracketed && !name)
-            throw new ClusterSpecException($"--cluster {text}: the host '{host}' is not a host name or address (an IPv6 address goes in brackets: [::1]:6379)");
+            throw new ClusterSpecException($"{UserError.P("cluster")} {text}: the host '{host}' is not a host name or address (an IPv6 address goes in brackets: [::1]:6379)");
     }
 
     /// <summary>Gateway ports a client tries on this machine (localhost clustering).</summary>
@@ -112,7 +112,7 @@ public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, st
     {
         for (int i = 0; i < MaxLocalWorkers; i++)
             if (PortFree(BasePort + 2 * i) && PortFree(BasePort + 2 * i + 1)) return i;
-        throw new ClusterSpecException($"--cluster {Text}: all {MaxLocalWorkers} worker slots on this machine are taken (ports {BasePort}..{BasePort + 2 * MaxLocalWorkers - 1})");
+        throw new ClusterSpecException($"{UserError.P("cluster")} {Text}: all {MaxLocalWorkers} worker slots on this machine are taken (ports {BasePort}..{BasePort + 2 * MaxLocalWorkers - 1})");
     }
 
     static bool PortFree(int port)
@@ -137,7 +137,7 @@ public sealed record ClusterSpec(string Text, bool IsLocalhost, int BasePort, st
     }
 
     static IPAddress ParseAddress(string s) => IPAddress.TryParse(s, out var ip) ? ip
-        : throw new ClusterSpecException($"--advertise {s}: not an IP address");
+        : throw new ClusterSpecException($"{UserError.P("advertise")} {s}: not an IP address");
 
     static IPAddress DefaultAddress() =>
         NetworkInterface.GetAllNetworkInterfaces()

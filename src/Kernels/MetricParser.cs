@@ -5,7 +5,7 @@
 // Nesting is bounded before recursing (Expr.MaxDepth levels), so no input can exhaust the stack.
 namespace PrunerZero.Kernels;
 
-public sealed class MetricParseException : FormatException
+public sealed class MetricParseException : UserError
 {
     public int Position { get; }
     public string Input { get; }

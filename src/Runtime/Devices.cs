@@ -9,7 +9,7 @@ public static class Devices
     {
         "cpu" => CPU,
         "cuda" => cuda.is_available() ? CUDA
-            : throw new PrunerZeroException("--device cuda: this TorchSharp build has no CUDA (the TorchSharp-cpu package, or no GPU); build with -p:TorchSharpPackage=TorchSharp-cuda-linux on a CUDA machine"),
-        _ => throw new PrunerZeroException($"--device must be cpu or cuda, got '{name}'"),
+            : throw new PrunerZeroException($"{UserError.P("device")} cuda: this TorchSharp build has no CUDA (the TorchSharp-cpu package, or no GPU); build with -p:TorchSharpPackage=TorchSharp-cuda-linux on a CUDA machine"),
+        _ => throw new PrunerZeroException($"{UserError.P("device")} must be cpu or cuda, got '{name}'"),
     };
 }

@@ -48,7 +48,7 @@ public sealed record LlamaConfig
         catch (JsonException e) { throw new PrunerZeroException($"{path}: not valid JSON ({e.Message})"); }
         if (root is not JsonObject o) throw new PrunerZeroException($"{path}: expected a JSON object");
         try { return FromJson(o); }
-        catch (PrunerZeroException e) { throw new PrunerZeroException($"{path}: {e.Message}"); }
+        catch (PrunerZeroException e) { throw new PrunerZeroException($"{path}: {e.Template}"); }
         catch (Exception e) when (e is InvalidOperationException or FormatException or ArgumentException)
         {
             throw new PrunerZeroException($"{path}: malformed config ({e.Message})");   // a value of the wrong JSON kind, a duplicate key

@@ -312,7 +312,7 @@ public sealed class LlamaModel : IDisposable
     public void CheckSequence(long t)
     {
         if (Config.SlidingWindow is int w && t > w)
-            throw new PrunerZeroException($"sequence length {t} exceeds the model's sliding_window {w}; sliding-window attention is not implemented (use --seqlen {w} or less)");
+            throw new PrunerZeroException($"sequence length {t} exceeds the model's sliding_window {w}; sliding-window attention is not implemented (use {UserError.P("seqlen")} {w} or less)");
     }
 
     /// <summary>Bytes of the weights held in memory, in their dtype.</summary>

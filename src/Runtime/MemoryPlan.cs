@@ -62,9 +62,9 @@ public sealed record MemoryPlan(long Weights, long Block, long Calibration, long
         while (n > 1 && Peak(n, seqlen) > available) n /= 2;
         int t = seqlen;
         while (t > 16 && Peak(nsamples, t) > available) t /= 2;
-        if (Peak(n, seqlen) <= available) fix = $"--nsamples {n} fits";
-        else if (Peak(nsamples, t) <= available) fix = $"--seqlen {t} fits";
-        else fix = $"even --nsamples 1 does not fit: the weights alone take {LlamaModel.Gib(weightBytes)}";
+        if (Peak(n, seqlen) <= available) fix = $"{UserError.P("nsamples")} {n} fits";
+        else if (Peak(nsamples, t) <= available) fix = $"{UserError.P("seqlen")} {t} fits";
+        else fix = $"even {UserError.P("nsamples")} 1 does not fit: the weights alone take {LlamaModel.Gib(weightBytes)}";
         throw new PrunerZeroException($"{what} needs about {LlamaModel.Gib(need)} but {LlamaModel.Gib(available)} is available (nsamples {nsamples}, seqlen {seqlen}); {fix}");
     }
 }

@@ -44,7 +44,7 @@ public static class Perplexity
         int total = WindowCount(tokens.Length, seqlen, dataset), windows = total;
         if (maxWindows is int k)
         {
-            if (k <= 0) throw new PrunerZeroException($"--windows must be positive, got {k}");
+            if (k <= 0) throw new PrunerZeroException($"{UserError.P("windows")} must be positive, got {k}");
             windows = Math.Min(windows, k);
         }
         var sw = System.Diagnostics.Stopwatch.StartNew();

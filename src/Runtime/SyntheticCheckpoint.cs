@@ -32,7 +32,7 @@ public static class SyntheticCheckpoint
 
     public static Preset Find(string name) =>
         Presets.FirstOrDefault(p => p.Name == name.ToLowerInvariant())
-        ?? throw new PrunerZeroException($"--preset must be one of {string.Join(", ", Presets.Select(p => p.Name))}; got '{name}'");
+        ?? throw new PrunerZeroException($"{UserError.P("preset")} must be one of {string.Join(", ", Presets.Select(p => p.Name))}; got '{name}'");
 
     /// <summary>Writes the checkpoint; <paramref name="tokenizerDir"/> gives the tokenizer files (its vocabulary must fit the preset's).</summary>
     public static LlamaConfig Write(Preset p, int? layers, string dtype, int seed, string outDir, string tokenizerDir, IProgress<string>? progress = null)
@@ -42,10 +42,10 @@ public static class SyntheticCheckpoint
             "bf16" or "bfloat16" => ScalarType.BFloat16,
             "f16" or "float16" => ScalarType.Float16,
             "f32" or "float32" => ScalarType.Float32,
-            _ => throw new PrunerZeroException($"--dtype must be bf16, f16 or f32, got '{dtype}'"),
+            _ => throw new PrunerZeroException($"{UserError.P("dtype")} must be bf16, f16 or f32, got '{dtype}'"),
         };
         int n = layers ?? p.Layers;
-        if (n <= 0) throw new PrunerZeroException($"--layers must be positive, got {n}");
+        if (n <= 0) throw new PrunerZeroException($"{UserError.P("layers")} must be positive, got {n}");
         var tokCfg = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(tokenizerDir), "config.json"));
         if (tokCfg.VocabSize > p.Vocab)
             throw new PrunerZeroException($"the tokenizer of {tokenizerDir} has {tokCfg.VocabSize} tokens, more than the preset's vocabulary {p.Vocab}");

@@ -32,10 +32,10 @@ public sealed record StoredEvaluation(
 /// <summary>Which worker evaluated a candidate (its canonical form) or a baseline ("baseline:NAME"), for the screen or the full check.</summary>
 public sealed record WorkerAssignment(string Subject, string Kind, string Worker);
 
-public sealed class RunParametersMismatchException(string message) : InvalidOperationException(message);
+public sealed class RunParametersMismatchException(string message) : UserError(message);
 
 /// <summary>The run folder cannot be used as asked: a run already there, one in use by another process, a database that is not a run's.</summary>
-public sealed class RunStoreException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+public sealed class RunStoreException(string message, Exception? inner = null) : UserError(message, inner);
 
 public sealed partial class RunStore : IDisposable
 {
@@ -72,8 +72,9 @@ public sealed partial class RunStore : IDisposable
     /// Opens (resume) or creates the database. Identity parameters must match the stored ones exactly;
     /// keys listed in <paramref name="mutable"/> (e.g. iterations) are updated instead.
     /// </summary>
+    /// <param name="upgrades">Per key: maps a value an earlier version stored to today's form before the comparison.</param>
     public static RunStore Open(string path, IReadOnlyDictionary<string, string> parameters, bool resume,
-                                IReadOnlySet<string>? mutable = null)
+                                IReadOnlySet<string>? mutable = null, IReadOnlyDictionary<string, Func<string, string>>? upgrades = null)
     {
         var runLock = AcquireLock(Path.GetDirectoryName(Path.GetFullPath(path))!);
         RunStore? store = null;
@@ -81,19 +82,19 @@ public sealed partial class RunStore : IDisposable
         {
             if (File.Exists(path) && !resume)
                 throw new RunStoreException(
-                    $"{path} already holds a search run; pass --resume to continue it, or choose a new --run directory");
+                    $"{path} already holds a search run; pass {UserError.P("resume")} to continue it, or choose a new {UserError.P("run")} directory");
             // Recognised read-only first: another program's SQLite file (or an empty one) is refused without a byte changed.
             if (File.Exists(path)) Recognise(path);
             var db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
             store = new RunStore(db, runLock);
             db.Open();
-            store.Init(path, parameters, mutable ?? new HashSet<string>());
+            store.Init(path, parameters, mutable ?? new HashSet<string>(), upgrades ?? new Dictionary<string, Func<string, string>>());
             return store;
         }
         catch (SqliteException e)
         {
             Release();
-            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}); move it away or choose a new --run directory", e);
+            throw new RunStoreException($"{path} is not a readable search database ({e.Message.Replace('\n', ' ')}); move it away or choose a new {UserError.P("run")} directory", e);
         }
         catch
         {
@@ -126,7 +127,7 @@ public sealed partial class RunStore : IDisposable
     /// </summary>
     public static void Recognise(string path)
     {
-        string Advice = "; move it away or choose a new --run directory";
+        string Advice = $"; move it away or choose a new {UserError.P("run")} directory";
         if (Directory.Exists(path)) throw new RunStoreException($"{path} is a folder, not a search database{Advice}");
         var info = new FileInfo(path);
         if (!info.Exists) throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
@@ -138,7 +139,7 @@ public sealed partial class RunStore : IDisposable
             if ((info.Attributes & (FileAttributes.Device | FileAttributes.Directory)) != 0)
                 throw new RunStoreException($"{path} is not a regular file, not a search database{Advice}");
             if (info.Length == 0)
-                throw new RunStoreException($"{path} is empty (0 bytes): it holds no search run; delete it to start a new run there, or choose a new --run directory");
+                throw new RunStoreException($"{path} is empty (0 bytes): it holds no search run; delete it to start a new run there, or choose a new {UserError.P("run")} directory");
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
         }
@@ -186,7 +187,8 @@ public sealed partial class RunStore : IDisposable
         }
     }
 
-    void Init(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    void Init(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable,
+              IReadOnlyDictionary<string, Func<string, string>> upgrades)
     {
         Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
         Exec("""
@@ -218,7 +220,7 @@ public sealed partial class RunStore : IDisposable
         AddColumnIfMissing("history", "same_mask", "INTEGER");
         // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
         using (var cmd = Cmd("PRAGMA quick_check"))
-            if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new --run directory");
+            if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new {UserError.P("run")} directory");
         foreach (var probe in new[]
                  {
                      "SELECT key, value FROM params LIMIT 0",
@@ -236,7 +238,7 @@ public sealed partial class RunStore : IDisposable
                  })
             using (var cmd = Cmd(probe))
             using (var r = cmd.ExecuteReader()) { }
-        CheckParams(path, parameters, mutable);
+        CheckParams(path, parameters, mutable, upgrades);
     }
 
     void AddColumnIfMissing(string table, string column, string type)
@@ -248,12 +250,21 @@ public sealed partial class RunStore : IDisposable
         if (!has) Exec($"ALTER TABLE {table} ADD COLUMN {column} {type}");
     }
 
-    void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable)
+    void CheckParams(string path, IReadOnlyDictionary<string, string> parameters, IReadOnlySet<string> mutable,
+                     IReadOnlyDictionary<string, Func<string, string>> upgrades)
     {
         var stored = new Dictionary<string, string>();
         using (var cmd = Cmd("SELECT key, value FROM params"))
         using (var r = cmd.ExecuteReader())
             while (r.Read()) stored[r.GetString(0)] = r.GetString(1);
+        // An earlier version's form of a value: compared (and, when it matches, stored) in today's form.
+        var upgraded = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (k, upgrade) in upgrades)
+            if (stored.TryGetValue(k, out var was) && upgrade(was) is var now && now != was)
+            {
+                stored[k] = now;
+                upgraded.Add(k);
+            }
         if (stored.Count > 0)
         {
             var diffs = parameters.Keys.Union(stored.Keys).Where(k => !mutable.Contains(k)).Order(StringComparer.Ordinal)
@@ -263,10 +274,10 @@ public sealed partial class RunStore : IDisposable
             if (diffs.Count > 0)
                 throw new RunParametersMismatchException(
                     $"cannot resume {path}: it was started with different parameters ({string.Join("; ", diffs)}). " +
-                    "Resume with the original parameters, or start a new run in another --run directory.");
+                    $"Resume with the original parameters, or start a new run in another {UserError.P("run")} directory.");
         }
         foreach (var (k, v) in parameters)
-            if (!stored.ContainsKey(k) || mutable.Contains(k))
+            if (!stored.ContainsKey(k) || mutable.Contains(k) || upgraded.Contains(k))
                 using (var cmd = Cmd("INSERT OR REPLACE INTO params (key, value) VALUES ($k, $v)", ("$k", k), ("$v", v)))
                     cmd.ExecuteNonQuery();
     }

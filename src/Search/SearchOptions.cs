@@ -33,8 +33,11 @@ public sealed record SearchOptions
     public int ReportTop { get; init; } = 10;
     /// <summary>Evaluate magnitude, wanda and pruner-zero through the same fitness at the end.</summary>
     public bool Baselines { get; init; } = true;
-    /// <summary>Other models: the leaders and baselines are evaluated on each at the end (<see cref="TransferRun"/>), one at a time; not part of the run's identity.</summary>
-    public IReadOnlyList<TransferTarget> Transfers { get; init; } = [];
+    /// <summary>
+    /// Stored parameter values written by earlier versions, mapped to today's form before the comparison (a resume
+    /// whose upgraded value equals today's stores today's); keyed by parameter name.
+    /// </summary>
+    public IReadOnlyDictionary<string, Func<string, string>> Upgrades { get; init; } = new Dictionary<string, Func<string, string>>();
 
     internal void Validate()
     {
@@ -84,7 +87,7 @@ public sealed record SearchReport(
 {
     /// <summary>Which cluster worker evaluated what (empty for a single-process run).</summary>
     public IReadOnlyList<WorkerAssignment> Workers { get; init; } = [];
-    /// <summary>The leaders and baselines on each transfer model, in the order given; empty without one.</summary>
+    /// <summary>The leaders and baselines on each transfer model, in the order given; empty without one (filled by the caller, not by SearchRun).</summary>
     public IReadOnlyList<TransferReport> Transfers { get; init; } = [];
     /// <summary>Evaluations (of Evaluations) whose masks equalled an earlier one's: fitness copied, no forward pass.</summary>
     public int SameMask { get; init; }

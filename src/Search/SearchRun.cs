@@ -13,7 +13,7 @@
 // an uninterrupted run would.
 //
 // Mask fingerprints: when the fitness also implements IMaskFingerprint, each new candidate's masks are hashed
-// first (scores + selection, no forward pass). A candidate whose masks equal an earlier evaluation's gets that
+// first (no forward pass; PruningFitness prunes with them, so the evaluation that may follow scores nothing again). A candidate whose masks equal an earlier evaluation's gets that
 // fitness copied ("same mask", stored with same_mask_as); within a batch the first in iteration order is
 // evaluated and the others copy it. Same masks mean the same pruned model, so a copy is exactly the value an
 // evaluation would give and the search (population, history of fitness) is unchanged; only forward passes are saved.
@@ -34,7 +34,18 @@ public static class SearchRun
     public static readonly IReadOnlyList<(string Name, Expr Expr)> BaselineMetrics =
         [("magnitude", Metrics.Magnitude), ("wanda", Metrics.Wanda), ("pruner-zero", Metrics.PrunerZero)];
 
+    /// <summary>Opens (or creates) the run's store, runs the search and returns its report; writes only the store.</summary>
     public static SearchReport Run(SearchOptions options, IFitness fitness, IProgress<string>? progress, CancellationToken ct)
+    {
+        using var store = Open(options, fitness, progress);
+        return Run(options, fitness, store, progress, ct);
+    }
+
+    /// <summary>
+    /// The run's store, checked against the run's identity (<see cref="Parameters"/>): created for a new run, opened for a
+    /// resume. The caller keeps it (and the run folder's lock) for what follows the search (the transfer step).
+    /// </summary>
+    public static RunStore Open(SearchOptions options, IFitness fitness, IProgress<string>? progress)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(fitness);
@@ -44,7 +55,27 @@ public static class SearchRun
         bool resume = options.Resume && File.Exists(dbPath);
         if (options.Resume && !resume)
             progress?.Report($"nothing to resume in {options.RunDir}; starting a new run");
-        int batch = Math.Max(1, fitness.MaxParallelism);
+        // Iteration t depends only on (seed, t) and the state before it, so a run may be extended
+        // (or stopped early) with a different iteration count: the shared prefix is identical.
+        return RunStore.Open(dbPath, Parameters(options, fitness), resume, mutable: new HashSet<string> { "iterations" }, options.Upgrades);
+    }
+
+    /// <summary>Runs the search on an open store (<see cref="Open"/>) and returns its report; writes only the store.</summary>
+    public static SearchReport Run(SearchOptions options, IFitness fitness, RunStore store, IProgress<string>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(fitness);
+        options.Validate();
+        var engine = new Engine(options, fitness, store, Batch(fitness), progress, ct);
+        engine.Search();
+        return engine.Finish();
+    }
+
+    static int Batch(IFitness fitness) => Math.Max(1, fitness.MaxParallelism);
+
+    /// <summary>The run's identity as stored in its params table; a resume with other values is refused.</summary>
+    static Dictionary<string, string> Parameters(SearchOptions options, IFitness fitness)
+    {
         var parameters = new Dictionary<string, string>
         {
             ["algorithm"] = Algorithm,
@@ -56,17 +87,12 @@ public static class SearchRun
             ["mutation"] = options.Mutation.ToString("R", CultureInfo.InvariantCulture),
             ["seed"] = Inv(options.Seed),
             ["max_attempts"] = Inv(options.MaxAttempts),
-            ["batch"] = Inv(batch),
+            ["batch"] = Inv(Batch(fitness)),
             ["protocol"] = options.Protocol,
             ["fitness_protocol"] = fitness.Protocol ?? "",
         };
         foreach (var (k, v) in options.Inputs) parameters.Add("input." + k, v);
-        // Iteration t depends only on (seed, t) and the state before it, so a run may be extended
-        // (or stopped early) with a different iteration count: the shared prefix is identical.
-        using var store = RunStore.Open(dbPath, parameters, resume, mutable: new HashSet<string> { "iterations" });
-        var engine = new Engine(options, fitness, store, batch, progress, ct);
-        engine.Search();
-        return engine.Finish();
+        return parameters;
     }
 
     static string Inv(long v) => v.ToString(CultureInfo.InvariantCulture);
@@ -372,8 +398,6 @@ public static class SearchRun
                 }
             }
 
-            var transfers = o.Transfers.Select(t => TransferRun.Run(t, top, baselines, store, progress, ct)).ToList();
-
             // Best: the leader that holds up on the full split; screen fitness decides ties and the no-full case.
             CandidateResult? best = top.Where(c => c.Full is { Valid: true } f && double.IsFinite(f.Perplexity))
                                        .OrderBy(c => c.Full!.Perplexity).FirstOrDefault() ?? top.FirstOrDefault();
@@ -382,12 +406,8 @@ public static class SearchRun
                                           new Dictionary<string, string>())
             {
                 Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod,
-                Transfers = transfers,
             };
-            var files = ReportWriter.Write(o, report, Path.Combine(o.RunDir, RunStore.FileName));
-            if (best is not null)
-                progress?.Report($"best {best.Expr}  screen {best.Screen.Perplexity:0.###}  full {best.Full?.Perplexity:0.###}");
-            return report with { Files = files };
+            return report;
         }
 
         static CandidateResult ToResult(StoredEvaluation e, Expr canon) =>

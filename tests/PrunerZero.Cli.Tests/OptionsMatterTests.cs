@@ -262,9 +262,9 @@ public class OptionsMatterTests : TorchGuarded
             return out2.Contains("(this process 0)") && x3 == 1 && err3.Contains("--resume") ? null : $"--resume made no difference: {out2}\n{err3}";
         });
         Add("search", "device", Plan<SearchOptionsCli>(o => o.Session(), e => Base("search", e), e => [.. Base("search", e), "--device", "cuda"]));
-        Add("search", "cluster", Plan<SearchOptionsCli>(o => ClusterWiring.SearchPlan(o),
+        Add("search", "cluster", Plan<SearchOptionsCli>(o => SearchCommand.ClusterPlan(o),
             e => [.. Without(Base("search", e), "--cache"), "--cluster", "localhost:43111"], e => [.. Without(Base("search", e), "--cache"), "--cluster", "localhost:43121"]));
-        Add("search", "wait", Plan<SearchOptionsCli>(o => ClusterWiring.SearchPlan(o),
+        Add("search", "wait", Plan<SearchOptionsCli>(o => SearchCommand.ClusterPlan(o),
             e => [.. Without(Base("search", e), "--cache"), "--cluster", "localhost:43111"], e => [.. Without(Base("search", e), "--cache"), "--cluster", "localhost:43111", "--wait", "5"]));
 
         // The worker serves until stopped: every option is shown to reach the plan it serves with.

@@ -6,6 +6,7 @@ using PrunerZero.Kernels;
 using PrunerZero.Runtime.Pruning;
 using PrunerZero.Runtime.Tests;
 using PrunerZero.Search;
+using PrunerZero.Workflows;
 
 namespace PrunerZero.Cli.Tests;
 

@@ -16,7 +16,7 @@ public class TorchDisposalTests : TorchGuarded
         var assemblies = new[]
         {
             typeof(Program).Assembly, typeof(Runtime.LlamaModel).Assembly, typeof(Search.SearchRun).Assembly,
-            typeof(Cluster.ClusterFitness).Assembly, typeof(TorchDisposalTests).Assembly,
+            typeof(Cluster.ClusterFitness).Assembly, typeof(Workflows.PruningFitness).Assembly, typeof(TorchDisposalTests).Assembly,
         };
         var leaks = assemblies.Concat(BenchAssemblies()).SelectMany(ScalarLeakScanner.Leaks).ToList();
         Assert.True(leaks.Count == 0, $"{leaks.Count} call(s) leave a Scalar to the finalizer:\n" + string.Join("\n", leaks));

@@ -134,14 +134,14 @@ public class ProtocolAndCheckpointTests : TorchGuarded
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 24);
         var cfg = LlamaConfig.Load(Path.Combine(dir, "config.json"));
         var calib = Calib(cfg);
-        string key = GradientStats.CacheKey(dir, calib);
-        Assert.Equal(key, GradientStats.CacheKey(dir, Calib(cfg)));   // same content, same windows
+        string key = GradientStats.CacheKey(ContentHash.OfCheckpoint(dir), calib);
+        Assert.Equal(key, GradientStats.CacheKey(ContentHash.OfCheckpoint(dir), Calib(cfg)));   // same content, same windows
 
         // Another window (same count, same length, same description): another key.
         var other = calib with { Windows = [.. calib.Windows.Select(w => (long[])w.Clone())] };
         other.Windows[1][3] = (other.Windows[1][3] + 1) % cfg.VocabSize;
         Assert.Equal(calib.Describe(), other.Describe());
-        Assert.NotEqual(key, GradientStats.CacheKey(dir, other));
+        Assert.NotEqual(key, GradientStats.CacheKey(ContentHash.OfCheckpoint(dir), other));
 
         // One weight byte changed, with the file's size and time stamp kept (cp -p, touch -r): another key.
         string f = Path.Combine(dir, "model.safetensors");
@@ -150,12 +150,12 @@ public class ProtocolAndCheckpointTests : TorchGuarded
         bytes[^5] ^= 0x40;
         File.WriteAllBytes(f, bytes);
         File.SetLastWriteTimeUtc(f, stamp);
-        Assert.NotEqual(key, GradientStats.CacheKey(dir, calib));
+        Assert.NotEqual(key, GradientStats.CacheKey(ContentHash.OfCheckpoint(dir), calib));
 
         // The same content in another folder is the same model.
         string copy = TestCheckpoints.TempDir("copy");
         foreach (var file in Directory.GetFiles(dir)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
-        Assert.Equal(GradientStats.CacheKey(dir, calib), GradientStats.CacheKey(copy, calib));
+        Assert.Equal(GradientStats.CacheKey(ContentHash.OfCheckpoint(dir), calib), GradientStats.CacheKey(ContentHash.OfCheckpoint(copy), calib));
     }
 
     /// <summary>Splits model.safetensors into two shards with an index, as transformers writes them.</summary>

@@ -1,5 +1,5 @@
 // End-to-end search on the synthetic mask-distance fitness: determinism, crash/resume equivalence,
-// invalid candidates, parameter checks, report files.
+// invalid candidates, parameter checks; the search writes only its store (report files: PrunerZero.Workflows.Tests).
 using Microsoft.Data.Sqlite;
 using PrunerZero.Kernels;
 using PrunerZero.Search;
@@ -152,7 +152,6 @@ public sealed class SearchRunTests : IDisposable
         var all = SearchRun.Run(Opts("allinv", iterations: 10) with { Population = 4 }, new Picky(new SyntheticFitness(Target), allInvalid: true), null, default);
         Assert.Empty(all.Population);
         Assert.Null(all.Best);
-        Assert.True(File.Exists(all.Files["plot"]));
     }
 
     [Fact]
@@ -170,19 +169,13 @@ public sealed class SearchRunTests : IDisposable
     }
 
     [Fact]
-    public void Report_files_are_written_and_parse_back()
+    public void The_search_writes_only_its_store()
     {
         var o = Opts("rep", iterations: 10);
         var r = SearchRun.Run(o, new SyntheticFitness(Target), new SyncProgress(_ => { }), default);
-        var png = File.ReadAllBytes(r.Files["plot"]);
-        Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, png[..8]);
-        var best = r.Best!.Expr;
-        Assert.Equal(best, ExprJson.FromJson(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(r.Files["best-json"]))));
-        Assert.Equal(best, Metrics.Resolve(File.ReadAllText(r.Files["best-expr"]).Trim()));
-        Assert.Equal(o.Iterations + 2, File.ReadAllLines(r.Files["history"]).Length); // header + iterations 0..N
-        var report = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(r.Files["report-json"]))!;
-        Assert.Equal(3, report["baselines"]!.AsArray().Count);
-        Assert.Equal(3, report["top"]!.AsArray().Count);
         Assert.All(r.Top, c => Assert.NotNull(c.Full));
+        Assert.Empty(r.Files);   // the report files are the search workflow's (tests/PrunerZero.Workflows.Tests/SearchReportFilesTests.cs)
+        Assert.Equal([RunStore.FileName, RunStore.LockFileName],
+            Directory.GetFiles(o.RunDir).Select(Path.GetFileName).Where(n => !n!.EndsWith("-wal") && !n.EndsWith("-shm")).Order(StringComparer.Ordinal));
     }
 }

@@ -16,7 +16,7 @@ public sealed record CalibrationSet(string Source, CalibSampling Sampling, int S
     /// </summary>
     public static CalibrationSet Build(string path, TextTokenizer tokenizer, int nsamples, int seqlen, CalibSampling sampling, int seed)
     {
-        if (nsamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {nsamples}");
+        if (nsamples <= 0) throw new PrunerZeroException($"{UserError.P("nsamples")} must be positive, got {nsamples}");
         var docs = TextData.CalibrationDocuments(path);
         var windows = new long[nsamples][];
         if (sampling == CalibSampling.Stride)
@@ -34,7 +34,7 @@ public sealed record CalibrationSet(string Source, CalibSampling Sampling, int S
             var encoded = new Dictionary<int, int[]>();
             int[] Enc(int i) => encoded.TryGetValue(i, out var e) ? e : encoded[i] = tokenizer.Encode(docs[i]);
             if (!Enumerable.Range(0, docs.Count).Any(i => Enc(i).Length > seqlen))
-                throw new PrunerZeroException($"{path}: no calibration document is longer than seqlen {seqlen} tokens; use --calib-sampling stride");
+                throw new PrunerZeroException($"{path}: no calibration document is longer than seqlen {seqlen} tokens; use {UserError.P("calib_sampling")} stride");
             for (int j = 0; j < nsamples; j++)
             {
                 int[] doc;

@@ -251,10 +251,11 @@ public sealed class GradientStats : IDisposable
     }
 
     /// <summary>Loads G from the cache or computes it block by block into the cache; either way G is then read from the file per layer.</summary>
+    /// <param name="modelSha256">The model's <see cref="ContentHash.OfCheckpoint"/> when the caller has it (a <see cref="RunIdentity"/>); hashed here otherwise.</param>
     public static GradientStats LoadOrCompute(LlamaModel model, string modelDir, CalibrationSet calib, string cacheDir,
-        IProgress<string>? progress, TextWriter log)
+        IProgress<string>? progress, TextWriter log, string? modelSha256 = null)
     {
-        string path = Path.Combine(cacheDir, "gradients", CacheKey(modelDir, calib) + ".safetensors");
+        string path = Path.Combine(cacheDir, "gradients", CacheKey(modelSha256 ?? ContentHash.OfCheckpoint(modelDir), calib) + ".safetensors");
         if (File.Exists(path))
         {
             // Verified before every use: a damaged entry would prune with wrong G and report a plausible, wrong number.
@@ -289,11 +290,15 @@ public sealed class GradientStats : IDisposable
         return new GradientStats(byName, start);
     }
 
-    /// <summary>Identifies the model by the content of its files (SHA-256) and the exact calibration windows.</summary>
-    public static string CacheKey(string modelDir, CalibrationSet calib)
+    /// <summary>
+    /// Identifies the model by the content of its files (<paramref name="modelSha256"/>: <see cref="ContentHash.OfCheckpoint"/>,
+    /// the <see cref="RunIdentity.ModelSha256"/>) and the exact calibration windows. Unchanged since caches were first
+    /// written, so existing cache entries keep being found.
+    /// </summary>
+    public static string CacheKey(string modelSha256, CalibrationSet calib)
     {
         var sb = new StringBuilder();
-        sb.Append(ContentHash.OfCheckpoint(modelDir)).Append('\n');
+        sb.Append(modelSha256).Append('\n');
         sb.Append(calib.Describe()).Append('\n');
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         h.AppendData(Encoding.UTF8.GetBytes(sb.ToString()));

@@ -36,7 +36,7 @@ public static class OutlierStats
 {
     public static OutlierReport Compute(LlamaModel model, CalibrationSet calib, int top, IProgress<string>? progress = null)
     {
-        if (top < 1) throw new PrunerZeroException($"--top must be at least 1, got {top}");
+        if (top < 1) throw new PrunerZeroException($"{UserError.P("top")} must be at least 1, got {top}");
         var blocks = new List<BlockOutliers>();
         using var _ = no_grad();
         using var acts = new BlockActivations(model, calib);

@@ -38,6 +38,7 @@ public sealed class PruneSession : IDisposable
     readonly TextWriter _log;
     readonly IProgress<string>? _progress;
     GradientStats? _g;
+    string? _modelSha256;
     DenseX? _x;
     bool _dirty;
     /// <summary>The one-shot pruning the model holds now, from <see cref="PruneOneShot"/> with reuse; cleared by any other change.</summary>
@@ -50,9 +51,11 @@ public sealed class PruneSession : IDisposable
     public long WeightBytes { get; }
     public MemoryPlan Plan { get; }
 
-    public PruneSession(SessionOptions o, TextWriter log, IProgress<string>? progress = null)
+    /// <param name="identity">The run's identity when the caller has one: its model hash keys the G cache (no second hashing).</param>
+    public PruneSession(SessionOptions o, TextWriter log, IProgress<string>? progress = null, RunIdentity? identity = null)
     {
         Options = o;
+        _modelSha256 = identity?.ModelSha256;
         _log = log;
         _progress = progress;
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(o.ModelDir), "config.json"));
@@ -73,8 +76,9 @@ public sealed class PruneSession : IDisposable
         LoadSeconds = sw.Elapsed.TotalSeconds;
     }
 
+    /// <summary>The pruning protocol in words (no path: a moved model folder is the same model; its content is in the <see cref="RunIdentity"/>).</summary>
     public string Protocol(PruneTarget target) =>
-        $"model={Options.ModelDir} data={Path.GetFileName(Options.EvalPath)} seqlen={Seqlen} {Calibration.Describe()} target={target}";
+        $"data={Path.GetFileName(Options.EvalPath)} seqlen={Seqlen} {Calibration.Describe()} target={target}";
 
     public GradientStats Gradients
     {
@@ -84,7 +88,8 @@ public sealed class PruneSession : IDisposable
             RestoreDense();   // G is always taken on the dense model
             MemoryPlan.Check(Model.Config, WeightBytes, Options.NSamples, Seqlen, withG: true, MemoryPlan.AvailableBytes() + Model.WeightBytes);
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log);
+            _modelSha256 ??= ContentHash.OfCheckpoint(Options.ModelDir);
+            _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log, _modelSha256);
             GradientSeconds = sw.Elapsed.TotalSeconds;
             return _g;
         }

@@ -30,7 +30,7 @@ public sealed record PruneMethod(Expr Metric, WeightUpdate Update, bool SparseGp
     {
         "none" => WeightUpdate.None,
         "obs" => WeightUpdate.Obs,
-        _ => throw new PrunerZeroException($"--update must be none or obs, got '{text}'"),
+        _ => throw new PrunerZeroException($"{UserError.P("update")} must be none or obs, got '{text}'"),
     };
 
     public override string ToString() => SparseGptMask ? SparseGptName : Update == WeightUpdate.Obs ? $"{Metric} + obs" : Metric.ToString();

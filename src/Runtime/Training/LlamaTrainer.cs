@@ -61,11 +61,11 @@ public static class LlamaTrainer
     public static void Train(TrainOptions o, IProgress<string> progress, TextWriter log)
     {
         if (!TrainPreset.All.TryGetValue(o.Preset, out var preset))
-            throw new PrunerZeroException($"unknown --config '{o.Preset}' (known: {string.Join(", ", TrainPreset.All.Keys)})");
+            throw new PrunerZeroException($"unknown {UserError.P("config")} '{o.Preset}' (known: {string.Join(", ", TrainPreset.All.Keys)})");
         int steps = o.Steps ?? preset.Steps;
         double peakLr = o.LearningRate ?? preset.LearningRate;
-        if (!(peakLr > 0 && double.IsFinite(peakLr))) throw new PrunerZeroException($"--lr must be positive, got {peakLr}");
-        if (o.SnapshotEvery is < 1) throw new PrunerZeroException($"--snapshot-every must be at least 1, got {o.SnapshotEvery}");
+        if (!(peakLr > 0 && double.IsFinite(peakLr))) throw new PrunerZeroException($"{UserError.P("lr")} must be positive, got {peakLr}");
+        if (o.SnapshotEvery is < 1) throw new PrunerZeroException($"{UserError.P("snapshot_every")} must be at least 1, got {o.SnapshotEvery}");
         // What fixes the trajectory: a resume with other values would silently train a different model.
         var recipe = new JsonObject { ["preset"] = preset.Name, ["seed"] = o.Seed, ["steps"] = steps, ["lr"] = peakLr, ["bos_first"] = o.BosFirst };
         Directory.CreateDirectory(o.OutDir);
@@ -101,7 +101,7 @@ public static class LlamaTrainer
         {
             var state = JsonNode.Parse(File.ReadAllText(Path.Combine(ckptDir, "state.json")))!;
             if (state["recipe"] is JsonObject trainedWith && trainedWith.ToJsonString() != recipe.ToJsonString())
-                throw new PrunerZeroException($"--resume: the checkpoint was trained with {trainedWith.ToJsonString()}, this command asks for {recipe.ToJsonString()}; pass the same --config/--seed/--steps/--lr/--bos-first");
+                throw new PrunerZeroException($"{UserError.P("resume")}: the checkpoint was trained with {trainedWith.ToJsonString()}, this command asks for {recipe.ToJsonString()}; pass the same {UserError.P("config")}/{UserError.P("seed")}/{UserError.P("steps")}/{UserError.P("lr")}/{UserError.P("bos_first")}");
             start = state["step"]!.GetValue<int>();
             using (no_grad())
             {
@@ -115,7 +115,7 @@ public static class LlamaTrainer
             }
             string moments = Path.Combine(ckptDir, "optimizer.safetensors");
             if (!File.Exists(moments))
-                throw new PrunerZeroException($"--resume: {ckptDir} has no optimizer.safetensors (a checkpoint of an earlier version of this program keeps TorchSharp's optimizer.bin, which is no longer read): train again without --resume");
+                throw new PrunerZeroException($"{UserError.P("resume")}: {ckptDir} has no optimizer.safetensors (a checkpoint of an earlier version of this program keeps TorchSharp's optimizer.bin, which is no longer read): train again without {UserError.P("resume")}");
             optimizer.Load(moments);
             losses = state["losses"]!.AsArray().Select(x => (x![0]!.GetValue<int>(), x[1]!.GetValue<double>())).ToList();
             log.WriteLine($"resumed at step {start}/{steps}");

@@ -42,7 +42,7 @@ public static class ZeroShotEvaluator
     public static ZeroShotTaskResult Evaluate(LlamaModel model, TextTokenizer tok, ZeroShotTask task, int? limit = null,
         IProgress<string>? progress = null, bool bos = false, int batchTokens = DefaultBatchTokens)
     {
-        if (limit is <= 0) throw new PrunerZeroException($"--limit must be positive, got {limit}");
+        if (limit is <= 0) throw new PrunerZeroException($"{UserError.P("limit")} must be positive, got {limit}");
         if (batchTokens <= 0) throw new PrunerZeroException($"the batch token budget must be positive, got {batchTokens}");
         int n = Math.Min(limit ?? int.MaxValue, task.Items.Count);
         int maxLength = MaxLength(model.Config);

@@ -1,23 +1,27 @@
-// The transfer step of a search (SearchOptions.Transfers) on synthetic fitnesses: which rows, their numbers against
+// The transfer step of a search (SearchWorkflow.Run with transfer targets) on synthetic fitnesses: which rows, their numbers against
 // the transfer fitness called directly, competition ranks, and resume (after a crash mid-transfer, after a finished
 // one, with a second transfer model) counted in fitness calls and model opens.
 using Microsoft.Data.Sqlite;
 using PrunerZero.Kernels;
 using PrunerZero.Search;
 
-namespace PrunerZero.Search.Tests;
+namespace PrunerZero.Workflows.Tests;
 
-public sealed class TransferRunTests() : TempRoot("transfer")
+public sealed class TransferRunTests : TorchGuarded
 {
+    readonly string Root = Runtime.Tests.TestCheckpoints.TempDir("transfer");
+
     static readonly Expr SearchTarget = MetricParser.Parse("mul(sqr(W), mms(G))");
     static readonly Expr TransferTargetMetric = MetricParser.Parse("mul(abs(W), sqrt(X))");
 
-    SearchOptions Opts(TransferTarget? transfer, bool resume = false, TransferTarget? another = null) => new()
+    (SearchOptions Options, TransferTarget[] Transfers) Opts(TransferTarget? transfer, bool resume = false, TransferTarget? another = null) => (new()
     {
         RunDir = Path.Combine(Root, "run"), Population = 10, Iterations = 20, TopK = 4, Seed = 3,
         Resume = resume, Protocol = "sparsity=0.5", ReportTop = 4,
-        Transfers = [.. new[] { transfer, another }.OfType<TransferTarget>()],
-    };
+    }, [.. new[] { transfer, another }.OfType<TransferTarget>()]);
+
+    static SearchReport Run((SearchOptions Options, TransferTarget[] Transfers) o, IFitness fitness) =>
+        SearchWorkflow.Run(o.Options, o.Transfers, fitness, null, default);
 
     /// <summary>A transfer model whose fitness is a second synthetic one; counts how often it is opened and its Full calls.</summary>
     sealed class Second(string sha, int seed, int crashAtFull = int.MaxValue)
@@ -51,7 +55,7 @@ public sealed class TransferRunTests() : TempRoot("transfer")
     public void Rows_are_the_valid_leaders_and_the_baselines_with_the_transfer_fitness_values_and_competition_ranks()
     {
         var second = new Second("sha-a", seed: 9);
-        var r = SearchRun.Run(Opts(second.Target), new SyntheticFitness(SearchTarget), null, default);
+        var r = Run(Opts(second.Target), new SyntheticFitness(SearchTarget));
         var t = Assert.Single(r.Transfers);
         Assert.Equal("second-9", t.Model);
         Assert.Equal("sha-a", t.Sha256);
@@ -86,26 +90,26 @@ public sealed class TransferRunTests() : TempRoot("transfer")
     public void A_resumed_run_evaluates_only_the_missing_transfers_and_none_once_finished()
     {
         var crashing = new Second("sha-a", seed: 9, crashAtFull: 3);
-        Assert.Throws<IOException>(() => SearchRun.Run(Opts(crashing.Target), new SyntheticFitness(SearchTarget), null, default));
+        Assert.Throws<IOException>(() => Run(Opts(crashing.Target), new SyntheticFitness(SearchTarget)));
         Assert.Equal(2, TransferRows());   // the two finished before the crash are stored
 
         var second = new Second("sha-a", seed: 9);
         var search = new SyntheticFitness(SearchTarget);
-        var r = SearchRun.Run(Opts(second.Target, resume: true), search, null, default);
+        var r = Run(Opts(second.Target, resume: true), search);
         Assert.Equal(0, search.ScreenCalls + search.FullCalls);
         int distinct = r.Transfers.Single().Rows.Select(x => Oos.Canonical(x.Expr)).Distinct().Count();
         Assert.Equal(distinct - 2, second.FullCalls);
         Assert.Equal(distinct, TransferRows());
 
         var again = new Second("sha-a", seed: 9);
-        var r2 = SearchRun.Run(Opts(again.Target, resume: true), new SyntheticFitness(SearchTarget), null, default);
+        var r2 = Run(Opts(again.Target, resume: true), new SyntheticFitness(SearchTarget));
         Assert.Equal(0, again.Opens);   // nothing missing: the second model is not even opened
         Assert.Equal(r.Transfers.Single().Rows, r2.Transfers.Single().Rows);
 
         // Another transfer model (other content hash) on the finished run: its own results, no search work.
         var third = new Second("sha-b", seed: 11);
         search = new SyntheticFitness(SearchTarget);
-        var r3 = SearchRun.Run(Opts(third.Target, resume: true), search, null, default);
+        var r3 = Run(Opts(third.Target, resume: true), search);
         Assert.Equal(0, search.ScreenCalls + search.FullCalls);
         Assert.Equal(distinct, third.FullCalls);
         Assert.Equal("sha-b", r3.Transfers.Single().Sha256);
@@ -118,7 +122,7 @@ public sealed class TransferRunTests() : TempRoot("transfer")
     {
         var a = new Second("sha-a", seed: 9);
         var b = new Second("sha-b", seed: 11);
-        var r = SearchRun.Run(Opts(a.Target, another: b.Target), new SyntheticFitness(SearchTarget), null, default);
+        var r = Run(Opts(a.Target, another: b.Target), new SyntheticFitness(SearchTarget));
         Assert.Equal(["second-9", "second-11"], r.Transfers.Select(t => t.Model));
         Assert.Equal((1, 1), (a.Opens, b.Opens));
         foreach (var (t, seed) in r.Transfers.Zip([9, 11]))

@@ -1,4 +1,4 @@
-namespace PrunerZero.Cli;
+namespace PrunerZero.Workflows;
 
 /// <summary>JSON has no NaN or infinity: such a value is written as null, with a note saying what it was.</summary>
 public static class JsonNumbers

@@ -12,8 +12,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using PrunerZero.Kernels;
+using PrunerZero.Search;
 
-namespace PrunerZero.Search;
+namespace PrunerZero.Workflows;
 
 public static partial class ReportWriter
 {

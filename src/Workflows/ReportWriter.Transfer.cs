@@ -3,8 +3,9 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using PrunerZero.Search;
 
-namespace PrunerZero.Search;
+namespace PrunerZero.Workflows;
 
 public static partial class ReportWriter
 {
