@@ -56,7 +56,7 @@ public static class BenchCommand
         progress.Done();
         int n = o.Repeat;
         var cfg = session.Model.Config;
-        Console.WriteLine($"model={session.Options.ModelDir} ({cfg.ParameterCount:N0} parameters) metric={metric} target={target} screen windows={o.ScreenWindows} of {session.Options.EvalPath} seqlen={session.Seqlen} {session.Calibration.Describe()} checks={n} device={o.Device}");
+        Console.WriteLine($"model={session.Options.ModelDir} ({cfg.ParameterCount:N0} parameters) metric={metric} target={target}{(session.Options.Allocation.IsUniform ? "" : $" allocation={session.Options.Allocation.Id}")} screen windows={o.ScreenWindows} of {session.Options.EvalPath} seqlen={session.Seqlen} {session.Calibration.Describe()} checks={n} device={o.Device}");
         Console.WriteLine($"{"phase",-56} {"seconds",10}");
         Console.WriteLine($"{"one-off: load model, tokenize data, sample calibration",-56} {load,10:0.000}");
         Console.WriteLine($"{"one-off: calibration (dense X, all blocks)",-56} {session.CalibrationSeconds,10:0.000}");

@@ -75,7 +75,7 @@ public static class PruneCommand
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                metric = metric.ToString(), target = target.ToString(), protocol = $"model={session.Options.ModelDir} {session.Protocol(target)}",
+                metric = metric.ToString(), target = target.ToString(), allocation = session.AllocationFor(target)?.ToString() ?? "uniform", protocol = $"model={session.Options.ModelDir} {session.Protocol(target)}",
                 sparsity = report.Overall, layers = report.Layers.ToDictionary(l => l.Name, l => l.Sparsity),
                 perplexity = JsonNumbers.Finite(ppl?.Perplexity), bits_per_byte = JsonNumbers.Finite(ppl?.BitsPerByte),
                 perplexity_note = JsonNumbers.Note("perplexity", ppl?.Perplexity), windows = ppl?.Windows, out_dir = o.Out,
@@ -84,8 +84,9 @@ public static class PruneCommand
         }
         else
         {
-            string pruning = $"metric={metric} target={target} {session.Calibration.Describe()}";
-            Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}) -> {o.Out}; {session.Calibration.Describe()}");
+            string allocation = session.Options.Allocation.IsUniform ? "" : $" allocation={session.Options.Allocation.Id}";
+            string pruning = $"metric={metric} target={target}{allocation} {session.Calibration.Describe()}";
+            Console.WriteLine($"pruned {session.Options.ModelDir} with {metric} to {report.Overall:0.0000} ({target}{allocation}) -> {o.Out}; {session.Calibration.Describe()}");
             if (ppl != null) Console.WriteLine($"{ppl.Describe()} {pruning}");
             if (zs != null) Console.WriteLine($"zero-shot mean acc {zs.MeanAcc:0.0000} over {zs.Tasks.Count} tasks ({string.Join(",", zeroShotTasks!.Select(t => t.Name))}){(o.ZeroShotLimit is int l ? $" (first {l} items each)" : "")} {pruning}");
         }

@@ -18,6 +18,18 @@ public abstract class PruningSetupOptions : CalibrationOptions
     [Option("nm", HelpText = "N:M semi-structured sparsity, e.g. 2:4 (instead of --sparsity).")]
     public string? NM { get; set; }
 
+    [Option("allocation", HelpText = "How unstructured sparsity is spread over blocks: uniform (the default), owl (outlier-weighted, Yin et al. 2023) or an allocation profile FILE written by `allocate`. The overall sparsity stays the target.")]
+    public string? AllocationOption { get; set; }
+
+    [Option("owl-m", HelpText = "With --allocation owl: a score is an outlier above M times its block's mean Wanda score (default 5).")]
+    public double? OwlM { get; set; }
+
+    [Option("owl-lambda", HelpText = "With --allocation owl: block sparsities lie in [target - lambda, target + lambda] (default 0.08).")]
+    public double? OwlLambda { get; set; }
+
+    /// <summary>--allocation with its OWL parameters.</summary>
+    public AllocationSpec Allocation() => AllocationSpec.Parse(AllocationOption ?? "uniform", OwlM, OwlLambda);
+
     [Option("dataset", HelpText = "Evaluation data: wikitext2 (default), a wiki.*.raw file or a wikitext parquet file.")]
     public string? Dataset { get; set; }
 
@@ -48,6 +60,8 @@ public abstract class PruningSetupOptions : CalibrationOptions
         if (NSamples <= 0) throw new PrunerZeroException($"--nsamples must be positive, got {NSamples}");
         if (Seqlen is < 2) throw new PrunerZeroException($"--seqlen must be at least 2, got {Seqlen}");
         Sampling();   // --calib-seed with stride sampling is refused here
+        if (!Allocation().IsUniform && target.IsNM)
+            throw new PrunerZeroException($"--allocation {AllocationOption} spreads unstructured sparsity; --nm {NM} is the same in every layer");
         return CheckModel(Defaults.Model(Model), target);
     }
 
@@ -67,6 +81,7 @@ public abstract class PruningSetupOptions : CalibrationOptions
         CacheDir = Cache ?? SessionOptions.DefaultCacheDir(),
         EvalWindows = null,
         Device = Device,
+        Allocation = Allocation(),
     };
 
     public static Kernels.Expr ParseMetric(string text)

@@ -35,6 +35,8 @@ public sealed record AllocationSearchOptions
     public double MinSparsity { get; init; } = 0;
     public double MaxSparsity { get; init; } = 0.95;
     public long Seed { get; init; }
+    /// <summary>Where the search starts, one sparsity per block (e.g. OWL's), put on the grid by <see cref="AllocationSearch.Levels"/>; null: uniform.</summary>
+    public IReadOnlyList<double>? Start { get; init; }
 
     public void Validate(int blocks)
     {
@@ -62,6 +64,8 @@ public sealed record AllocationSearchOptions
         new("target", Inv(Target)), new("step", Inv(Step)), new("offspring", Inv(Offspring)), new("max_switches", Inv(MaxSwitches)),
         new("stages", string.Join(";", Stages.Select(s => $"{s.Windows}x{s.Survivors}"))),
         new("min_sparsity", Inv(MinSparsity)), new("max_sparsity", Inv(MaxSparsity)), new("seed", Inv(Seed)),
+        // The start's grid levels (not its exact values, which may differ in the last bits between machines).
+        new("start", Start is null ? "uniform" : "levels " + string.Join(",", AllocationSearch.Levels(Start, this))),
     ];
 
     static string Inv(IFormattable v) => v.ToString(null, CultureInfo.InvariantCulture);
@@ -89,7 +93,9 @@ public static class AllocationSearch
         o.Validate(blocks);
         var history = store.LoadGenerations();
         int resumed = history.Count;
-        var parent = history.Count > 0 ? history[^1].Levels : new int[blocks];
+        if (o.Start is { } start && start.Count != blocks)
+            throw new ArgumentException($"the start has {start.Count} sparsities, the model {blocks} blocks", nameof(o));
+        var parent = history.Count > 0 ? history[^1].Levels : o.Start is null ? new int[blocks] : Levels(o.Start, o);
         var memo = new Dictionary<(string, int), double>();
         double Loss(int[] levels, int windows)
         {
@@ -142,6 +148,25 @@ public static class AllocationSearch
         }
         double bestLoss = history.Count > 0 ? history[^1].Loss : double.NaN;
         return new AllocationSearchReport(o, fitness.Protocol, Sparsities(parent, o), bestLoss, history, resumed, stopped);
+    }
+
+    /// <summary>
+    /// The grid levels nearest to <paramref name="sparsity"/> within the bounds, summing to zero (the mean stays the
+    /// target): rounded, then the levels furthest from their exact value moved one step at a time.
+    /// </summary>
+    public static int[] Levels(IReadOnlyList<double> sparsity, AllocationSearchOptions o)
+    {
+        var exact = sparsity.Select(v => (v - o.Target) / o.Step).ToArray();
+        int lo = (int)Math.Ceiling((o.MinSparsity - o.Target) / o.Step - 1e-9), hi = (int)Math.Floor((o.MaxSparsity - o.Target) / o.Step + 1e-9);
+        var levels = exact.Select(e => Math.Clamp((int)Math.Round(e, MidpointRounding.AwayFromZero), lo, hi)).ToArray();
+        for (int sum = levels.Sum(); sum != 0; sum = levels.Sum())
+        {
+            int dir = sum > 0 ? -1 : 1;
+            int pick = Enumerable.Range(0, levels.Length).Where(b => levels[b] + dir >= lo && levels[b] + dir <= hi)
+                .OrderByDescending(b => dir * (exact[b] - levels[b])).ThenBy(b => b).First();
+            levels[pick] += dir;
+        }
+        return levels;
     }
 
     /// <summary>1 to MaxSwitches level switches (one block up a step, another down), within the sparsity bounds; null when none fits.</summary>

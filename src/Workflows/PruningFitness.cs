@@ -65,6 +65,8 @@ public sealed class PruningFitness(PruneSession session, PruneTarget target, IMe
             ("target", target.ToString()),
             ("screen_windows", screenWindows.ToString(CultureInfo.InvariantCulture)),
             ("pruning", "one-shot(dense X, G)"),
+            // Only when not uniform, so runs made before allocations existed keep their identity.
+            .. s.Allocation.IsUniform ? Array.Empty<(string, string)>() : [("allocation", s.Allocation.Id)],
         ]);
     }
 

@@ -154,6 +154,7 @@ public class OptionsMatterTests : TorchGuarded
         "train" => ["train", "--out", "{OUT}/m", "--config", "micro", "--steps", "3", "--data", e.Calib, "--no-eval"],
         "synth" => ["synth", "--preset", "tiny", "--layers", "1", "--dtype", "f32", "--out", "{OUT}/s"],
         "worker" => ["worker", .. e.Common, "--dataset", e.Wiki, "--cluster", "localhost:43111"],
+        "allocate" => ["allocate", .. e.Common, "--run", "{OUT}/run", "--sparsity", "0.7", "--generations", "2", "--offspring", "2", "--stages", "1x2,2x1"],
         _ => throw new ArgumentException(verb),
     };
 
@@ -175,7 +176,17 @@ public class OptionsMatterTests : TorchGuarded
             ? Differs(e => Set(Base(verb, e), "--metric", "pruner-zero"), e => Set(Set(Base(verb, e), "--metric", "pruner-zero"), "--cache", "{OUT}/cache2"))
             : Changes(verb, "--cache", _ => "{OUT}/cache2"));
         if (verb != "prune") yield return ("dataset", Changes(verb, "--dataset", e => e.Wiki2));
+        foreach (var (option, a, b) in AllocationCases)
+            yield return (option, Differs(e => [.. Base(verb, e), .. a], e => [.. Base(verb, e), .. b]));
     }
+
+    /// <summary>--allocation and OWL's parameters, each against the arguments without it (at 70%, where OWL is used).</summary>
+    static readonly (string Option, string[] Without, string[] With)[] AllocationCases =
+    [
+        ("allocation", ["--sparsity", "0.7"], ["--sparsity", "0.7", "--allocation", "owl"]),
+        ("owl-m", ["--sparsity", "0.7", "--allocation", "owl"], ["--sparsity", "0.7", "--allocation", "owl", "--owl-m", "3"]),
+        ("owl-lambda", ["--sparsity", "0.7", "--allocation", "owl"], ["--sparsity", "0.7", "--allocation", "owl", "--owl-lambda", "0.05"]),
+    ];
 
     /// <summary>How each (verb, option) is proven to matter.</summary>
     static readonly Dictionary<(string Verb, string Option), Check> Table = BuildTable();
@@ -284,8 +295,35 @@ public class OptionsMatterTests : TorchGuarded
         Add("worker", "screen-windows", W(e => Set(Base("worker", e), "--screen-windows", "7")));
         Add("worker", "name", W(e => Set(Base("worker", e), "--name", "w1")));
         Add("worker", "advertise", W(e => Set(Base("worker", e), "--advertise", "10.0.0.7")));
+        foreach (var (option, a, b) in AllocationCases)
+            Add("worker", option, Plan<WorkerOptions>(o => WorkerCommand.Plan(o), e => [.. Base("worker", e), .. a], e => [.. Base("worker", e), .. b]));
 
-        foreach (var (o, c) in Setup("stats")) Add("stats", o, c);
+        foreach (var (o, c) in Setup("stats")) Add("stats", o, c);   // model and calibration options, as for allocate below
+        foreach (var (o, c) in Setup("allocate").Where(x => x.Item1 is "model" or "calib" or "nsamples" or "seqlen" or "calib-sampling" or "calib-seed"))
+            Add("allocate", o, c);
+        // The G cache is written where --cache says when the metric uses G.
+        Add("allocate", "cache", Differs(e => Set(Base("allocate", e), "--metric", "pruner-zero"), e => Set(Set(Base("allocate", e), "--metric", "pruner-zero"), "--cache", "{OUT}/cache2")));
+        Add("allocate", "run", Changes("allocate", "--run", _ => "{OUT}/run2"));
+        Add("allocate", "metric", Adds("allocate", "--metric", "magnitude"));
+        Add("allocate", "sparsity", Changes("allocate", "--sparsity", _ => "0.6"));
+        Add("allocate", "generations", Changes("allocate", "--generations", _ => "3"));
+        Add("allocate", "offspring", Changes("allocate", "--offspring", _ => "3"));
+        Add("allocate", "step", Adds("allocate", "--step", "0.05"));
+        Add("allocate", "stages", Changes("allocate", "--stages", _ => "2x2,4x1"));
+        Add("allocate", "start", Adds("allocate", "--start", "uniform"));
+        Add("allocate", "seed", Adds("allocate", "--seed", "1"));
+        Add("allocate", "owl-m", Adds("allocate", "--owl-m", "3"));
+        Add("allocate", "owl-lambda", Adds("allocate", "--owl-lambda", "0.05"));
+        Add("allocate", "device", Plan<AllocateOptions>(o => AllocateCommand.Settings(o).Session, e => Base("allocate", e), e => [.. Base("allocate", e), "--device", "cuda"]));
+        Add("allocate", "resume", (e, r) =>
+        {
+            // A finished 2-generation run resumed to 3 generations: only the third is new.
+            string run = TestCheckpoints.TempDir("opt-alloc-resume");
+            string[] args = [.. Base("allocate", e).Select(a => a.Replace("{OUT}/run", run))];
+            r.Run(args);
+            string more = r.Run([.. Set(args, "--generations", "3"), "--resume"]);
+            return more.Contains("generations 3 (resumed 2)") ? null : "--resume did not continue the stored run:\n" + more;
+        });
         Add("stats", "top", Changes("stats", "--top", _ => "3"));
         Add("stats", "json", Differs(e => Base("stats", e)[..^1], e => Base("stats", e)));
         Add("stats", "csv", Adds("stats", "--csv", "{OUT}/stats.csv"));

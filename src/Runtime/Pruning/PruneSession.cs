@@ -15,6 +15,8 @@ public sealed record SessionOptions
     public int? EvalWindows { get; init; }
     /// <summary>Where the model's tensors live: cpu, or cuda with a CUDA build of TorchSharp.</summary>
     public string Device { get; init; } = "cpu";
+    /// <summary>How unstructured sparsity is spread over blocks (<see cref="PruneSession.AllocationFor"/>).</summary>
+    public AllocationSpec Allocation { get; init; } = AllocationSpec.Uniform;
 
     public static string DefaultCacheDir() =>
         Environment.GetEnvironmentVariable("PZ_CACHE") is { Length: > 0 } c ? c
@@ -78,7 +80,8 @@ public sealed class PruneSession : IDisposable
 
     /// <summary>The pruning protocol in words (no path: a moved model folder is the same model; its content is in the <see cref="RunIdentity"/>).</summary>
     public string Protocol(PruneTarget target) =>
-        $"data={Path.GetFileName(Options.EvalPath)} seqlen={Seqlen} {Calibration.Describe()} target={target}";
+        $"data={Path.GetFileName(Options.EvalPath)} seqlen={Seqlen} {Calibration.Describe()} target={target}" +
+        (Options.Allocation.IsUniform ? "" : $" allocation={Options.Allocation.Id}");
 
     public GradientStats Gradients
     {
@@ -88,8 +91,7 @@ public sealed class PruneSession : IDisposable
             RestoreDense();   // G is always taken on the dense model
             MemoryPlan.Check(Model.Config, WeightBytes, Options.NSamples, Seqlen, withG: true, MemoryPlan.AvailableBytes() + Model.WeightBytes);
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            _modelSha256 ??= ContentHash.OfCheckpoint(Options.ModelDir);
-            _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log, _modelSha256);
+            _g = GradientStats.LoadOrCompute(Model, Options.ModelDir, Calibration, Options.CacheDir, _progress, _log, ModelSha256);
             GradientSeconds = sw.Elapsed.TotalSeconds;
             return _g;
         }
@@ -127,6 +129,7 @@ public sealed class PruneSession : IDisposable
     /// </summary>
     public PruneReport PruneOneShot(Expr metric, PruneTarget target, IMetricBackend backend, bool reuse = false, SparsityAllocation? allocation = null)
     {
+        allocation ??= AllocationFor(target);
         if (reuse && _held is { } held && held.Metric == metric && held.Target == target && held.Allocation == allocation) return held.Report;
         var g = metric.UsesG ? Gradients : null;
         var x = metric.UsesX ? DenseStats : null;
@@ -141,6 +144,7 @@ public sealed class PruneSession : IDisposable
     public PruneReport Prune(Expr metric, PruneTarget target, IMetricBackend backend, IProgress<BlockTiming>? timing = null,
         SparsityAllocation? allocation = null)
     {
+        allocation ??= AllocationFor(target);   // before the model changes: OWL reads the dense weights
         var g = metric.UsesG ? Gradients : null;
         RestoreDense();
         _dirty = true;
@@ -153,6 +157,7 @@ public sealed class PruneSession : IDisposable
     /// </summary>
     public PruneReport Prune(PruneMethod method, PruneTarget target, IMetricBackend backend, SparsityAllocation? allocation = null)
     {
+        allocation ??= AllocationFor(target);
         if (method.Update == WeightUpdate.None) return Prune(method.Metric, target, backend, allocation: allocation);
         ObsUpdate.CheckModel(Model.Config, target, HessianStats.AvailableBytes(), method.ToString());
         var g = method.Metric.UsesG ? Gradients : null;
@@ -162,6 +167,27 @@ public sealed class PruneSession : IDisposable
         var report = new Pruner(backend).PruneSequential(Model, Calibration, g, method.Metric, target, _progress, obs: obs, allocation: allocation);
         return report with { Metric = method.ToString() };
     }
+
+    SparsityAllocation? _allocation;
+
+    /// <summary>
+    /// The options' allocation resolved for this model and <paramref name="target"/> (computed once): null for uniform;
+    /// refused for N:M, which has no per-block sparsity.
+    /// </summary>
+    public SparsityAllocation? AllocationFor(PruneTarget target)
+    {
+        var spec = Options.Allocation;
+        if (spec.IsUniform) return null;
+        if (target.IsNM) throw new PrunerZeroException($"{UserError.P("allocation")} {spec.Kind} spreads unstructured sparsity; N:M {target} is the same in every layer (use {UserError.P("sparsity")})");
+        if (_allocation is { } a && a.Target == target.Sparsity) return a;
+        _allocation = spec.Kind == "owl" ? Owl(target.Sparsity, spec.M, spec.Lambda)
+            : SparsityAllocation.Load(spec.File!, Model.Blocks.Count, KindSizes(), target.Sparsity, ModelSha256);
+        _log.WriteLine($"allocation: {_allocation}");
+        return _allocation;
+    }
+
+    /// <summary><see cref="ContentHash.OfCheckpoint"/> of the model folder (the run identity's, when given; else hashed once, here).</summary>
+    public string ModelSha256 => _modelSha256 ??= ContentHash.OfCheckpoint(Options.ModelDir);
 
     /// <summary>OWL's per-block sparsities for <paramref name="target"/> (<see cref="Pruning.Owl"/>), from X measured on the dense model.</summary>
     public SparsityAllocation Owl(double target, double m = Pruning.Owl.DefaultM, double lambda = Pruning.Owl.DefaultLambda)

@@ -1,3 +1,4 @@
+using PrunerZero.Kernels;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -128,4 +129,36 @@ public sealed class SparsityAllocation
             throw new PrunerZeroException($"{path}: the profile prunes {mean:0.######} of the weights overall, not the target {target}");
         return result;
     }
+}
+
+/// <summary>
+/// How a session allocates unstructured sparsity over blocks: uniform, OWL with its m and λ, or a profile file.
+/// Resolved per model and target by <see cref="PruneSession.AllocationFor"/>.
+/// </summary>
+public sealed record AllocationSpec(string Kind, double M = Owl.DefaultM, double Lambda = Owl.DefaultLambda, string? File = null)
+{
+    public static readonly AllocationSpec Uniform = new("uniform");
+
+    public bool IsUniform => Kind == "uniform";
+
+    /// <summary>"uniform", "owl", or a profile file's path; m and λ matter only for owl.</summary>
+    public static AllocationSpec Parse(string text, double? m, double? lambda)
+    {
+        string t = text.Trim();
+        var spec = t.Equals("uniform", StringComparison.OrdinalIgnoreCase) ? Uniform
+            : t.Equals("owl", StringComparison.OrdinalIgnoreCase) ? new AllocationSpec("owl", m ?? Owl.DefaultM, lambda ?? Owl.DefaultLambda)
+            : System.IO.File.Exists(t) ? new AllocationSpec("file", File: Path.GetFullPath(t))
+            : throw new PrunerZeroException($"{UserError.P("allocation")} must be uniform, owl or an allocation profile file, got '{text}' (no such file)");
+        if (spec.Kind != "owl" && (m is not null || lambda is not null))
+            throw new PrunerZeroException($"{UserError.P(m is not null ? "owl_m" : "owl_lambda")} applies to the owl allocation, not to {spec.Kind}");
+        return spec;
+    }
+
+    /// <summary>For run identities and protocols: the method and its parameters, a file by its content (never its path).</summary>
+    public string Id => Kind switch
+    {
+        "owl" => Owl.Name(M, Lambda),
+        "file" => $"file(sha256={ContentHash.OfFile(File!)})",
+        _ => "uniform",
+    };
 }
