@@ -62,6 +62,12 @@ public static class TestCheckpoints
             Add(p + "mlp.gate_proj.weight", f, c);
             Add(p + "mlp.up_proj.weight", f, c);
             Add(p + "mlp.down_proj.weight", c, f);
+            // The family's extra tensors (none for a plain Llama config, whose draws stay as they were).
+            long[] outDim = [hd, kvd, kvd, c, f, f, c];
+            foreach (var k in LinearKinds.All.Where(cfg.HasBias)) Add(p + k.HfName() + ".bias", outDim[(int)k]);
+            if (cfg.QkNorm)
+                foreach (var n in new[] { "q_norm", "k_norm" })
+                    tensors.Add((p + $"self_attn.{n}.weight", randn([cfg.HeadDim], generator: gen).TimesInPlace(0.1).Plus(1).to(dtype)));
         }
         AddNorm("model.norm.weight");
         if (!cfg.TieWordEmbeddings) Add("lm_head.weight", cfg.VocabSize, c);
