@@ -80,21 +80,23 @@ public sealed record LlamaConfig
         _ => null,
     };
 
-    public long ParameterCount
+    /// <summary>Parameters of one decoder block: the seven linears, their biases, the two norms, q_norm and k_norm.</summary>
+    public long BlockParameterCount
     {
         get
         {
-            long c = HiddenSize, f = IntermediateSize, v = VocabSize;
+            long c = HiddenSize, f = IntermediateSize;
             long attn = c * (NumHeads * HeadDim) * 2 + c * (NumKvHeads * HeadDim) * 2;
             long extra = LinearKinds.All.Where(HasBias).Sum(k => k switch
             {
                 LinearKind.Q => (long)NumHeads * HeadDim, LinearKind.K or LinearKind.V => (long)NumKvHeads * HeadDim,
                 LinearKind.O or LinearKind.Down => c, _ => f,
             }) + (QkNorm ? 2L * HeadDim : 0);
-            long block = attn + 3 * c * f + 2 * c + extra;
-            return v * c * (TieWordEmbeddings ? 1 : 2) + NumLayers * block + c;
+            return attn + 3 * c * f + 2 * c + extra;
         }
     }
+
+    public long ParameterCount => (long)VocabSize * HiddenSize * (TieWordEmbeddings ? 1 : 2) + NumLayers * BlockParameterCount + HiddenSize;
 
     public static LlamaConfig Load(string path)
     {

@@ -283,6 +283,46 @@ public class FamilyTests : TorchGuarded
         foreach (var t in before.Values) t.Dispose();
     }
 
+    /// <summary>G through the family's attention (q_norm, biases, the sliding window) against central finite differences: G² = Σ_windows (100·∂L/∂w)².</summary>
+    [Theory]
+    [InlineData("qwen3", 0, LinearKind.Q)]
+    [InlineData("qwen2", 1, LinearKind.K)]
+    [InlineData("mistral-window", 0, LinearKind.V)]
+    [InlineData("llama3", 0, LinearKind.K)]
+    public void GradientsMatchFiniteDifferences(string family, int layer, LinearKind kind)
+    {
+        using var testScope = NewDisposeScope();
+        var o = Config(family);
+        o["vocab_size"] = 260;
+        using var model = Checkpoint.Load(TestCheckpoints.Write(o, seed: 4, scale: 0.5f));
+        var rng = new Random(3);
+        var windows = Enumerable.Range(0, 2).Select(_ => Enumerable.Range(0, 12).Select(_ => (long)rng.Next(260)).ToArray()).ToArray();
+        var calib = new CalibrationSet("synthetic", CalibSampling.Stride, 0, 12, windows);
+        using var g = GradientStats.Compute(model, calib);
+        var gw = TestCheckpoints.Floats(g[layer, kind]);
+        var idx = Enumerable.Range(0, gw.Length).OrderByDescending(i => gw[i]).Take(3).ToArray();
+        using var _ = no_grad();
+        var flat = model.Blocks[layer][kind].view(-1);
+        foreach (int i in idx)
+        {
+            double sumSq = 0;
+            float orig = flat[i].item<float>();
+            const float h = 2e-3f;   // small: the llama3 case (head_dim 8, weights 0.5) curves enough for 1e-2 to be 10% off
+            foreach (var win in calib.Windows)
+            {
+                var ids = tensor(win, [1, win.Length]);
+                flat[i] = orig + h;
+                double lp = model.NextTokenLoss(ids).item<float>();
+                flat[i] = orig - h;
+                double lm = model.NextTokenLoss(ids).item<float>();
+                flat[i] = orig;
+                double d = 100 * (lp - lm) / (2 * h);
+                sumSq += d * d;
+            }
+            Assert.Equal(Math.Sqrt(sumSq), gw[i], 0.03 * Math.Sqrt(sumSq));
+        }
+    }
+
     static bool IsLinearWeight(string name) => LinearKinds.All.Any(k => name.EndsWith(k.HfName() + ".weight", StringComparison.Ordinal));
 
     /// <summary>The presets' parameter counts equal the published models' (biases and q/k norms included).</summary>
