@@ -293,16 +293,6 @@ public sealed record LlamaConfig
             ["torch_dtype"] = TorchDtype,
             ["bos_token_id"] = BosTokenId,
             ["eos_token_id"] = EosTokenId,
-            ["rope_scaling"] = RopeScaling switch
-            {
-                null => null,
-                { Type: "linear" } r => new JsonObject { ["rope_type"] = "linear", ["factor"] = r.Factor },
-                var r => new JsonObject
-                {
-                    ["rope_type"] = r.Type, ["factor"] = r.Factor, ["low_freq_factor"] = r.LowFreqFactor,
-                    ["high_freq_factor"] = r.HighFreqFactor, ["original_max_position_embeddings"] = r.OriginalMaxPositions,
-                },
-            },
         };
         switch (Family)
         {
@@ -321,6 +311,17 @@ public sealed record LlamaConfig
                 if (LayerTypes is not null) o["layer_types"] = new JsonArray([.. LayerTypes.Select(t => (JsonNode)t)]);
                 break;
         }
+        // Last, as before for Llama (whose config.json bytes stay as they were).
+        o["rope_scaling"] = RopeScaling switch
+        {
+            null => null,
+            { Type: "linear" } r => new JsonObject { ["rope_type"] = "linear", ["factor"] = r.Factor },
+            var r => new JsonObject
+            {
+                ["rope_type"] = r.Type, ["factor"] = r.Factor, ["low_freq_factor"] = r.LowFreqFactor,
+                ["high_freq_factor"] = r.HighFreqFactor, ["original_max_position_embeddings"] = r.OriginalMaxPositions,
+            },
+        };
         return o;
     }
 
