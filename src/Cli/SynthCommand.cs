@@ -6,7 +6,7 @@ namespace PrunerZero.Cli;
 [Verb("synth", HelpText = "Write a random checkpoint with a real model's exact shapes (for scale tests, benchmarks and sizing a machine).")]
 public sealed class SynthOptions
 {
-    [Option("preset", Required = true, HelpText = "llama-7b | llama-2-13b | llama-3-8b | mistral-7b | tiny.")]
+    [Option("preset", Required = true, HelpText = "llama-7b | llama-2-13b | llama-3-8b | llama-3.1-8b | mistral-7b | qwen2.5-7b | qwen3-8b | tiny.")]
     public string Preset { get; set; } = "";
 
     [Option("layers", HelpText = "Decoder layers (default: the preset's).")]

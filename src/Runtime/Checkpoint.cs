@@ -135,8 +135,13 @@ public static class Checkpoint
             {
                 progress?.Report($"loading block {i + 1}/{cfg.NumLayers}");
                 string p = $"model.layers.{i}.";
+                long[] outDim = [hd, kvd, kvd, c, f, f, c];   // by LinearKind
                 blocks.Add(new LlamaBlock
                 {
+                    Biases = [.. LinearKinds.All.Select(k => cfg.HasBias(k) ? Get(p + k.HfName() + ".bias", outDim[(int)k]) : null)],
+                    QNorm = cfg.QkNorm ? Get(p + "self_attn.q_norm.weight", cfg.HeadDim) : null,
+                    KNorm = cfg.QkNorm ? Get(p + "self_attn.k_norm.weight", cfg.HeadDim) : null,
+                    Window = cfg.WindowOf(i),
                     InputNorm = Get(p + "input_layernorm.weight", c),
                     Q = Get(p + "self_attn.q_proj.weight", hd, c),
                     K = Get(p + "self_attn.k_proj.weight", kvd, c),
@@ -156,7 +161,7 @@ public static class Checkpoint
             // Anything else would be ignored math (biases, extra layers): refuse. Rotary caches are derived data.
             var extra = entries.Keys.Where(k => !used.Contains(k) && !k.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)).ToList();
             if (extra.Count > 0)
-                throw new PrunerZeroException($"{dir}: unexpected tensors that this LLaMA implementation would ignore: {string.Join(", ", extra.Take(5))}{(extra.Count > 5 ? ", ..." : "")}");
+                throw new PrunerZeroException($"{dir}: unexpected tensors that the {cfg.Architecture} forward would ignore: {string.Join(", ", extra.Take(5))}{(extra.Count > 5 ? ", ..." : "")}");
             return new LlamaModel(cfg, embed, blocks, norm, head);
         }
         catch

@@ -13,6 +13,9 @@ public static class LinearKinds
 {
     public static readonly LinearKind[] All = Enum.GetValues<LinearKind>();
 
+    /// <summary>Whether the linear belongs to the attention half of a block (Q, K, V, O) or the MLP half.</summary>
+    public static bool InAttention(this LinearKind k) => k is LinearKind.Q or LinearKind.K or LinearKind.V or LinearKind.O;
+
     public static string HfName(this LinearKind k) => k switch
     {
         LinearKind.Q => "self_attn.q_proj",
@@ -42,6 +45,14 @@ public sealed class LlamaBlock : IDisposable
     public required Tensor Gate;        // (F, C)
     public required Tensor Up;          // (F, C)
     public required Tensor Down;        // (C, F)
+    /// <summary>The bias of each linear, by <see cref="LinearKind"/>, null where the family has none (never pruned).</summary>
+    public Tensor?[] Biases { get; init; } = new Tensor?[LinearKinds.All.Length];
+    public Tensor? QNorm { get; init; }   // (D), Qwen3
+    public Tensor? KNorm { get; init; }   // (D), Qwen3
+    /// <summary>This layer's sliding attention window (null: full causal attention).</summary>
+    public int? Window { get; init; }
+
+    public Tensor? Bias(LinearKind k) => Biases[(int)k];
 
     public Tensor this[LinearKind k] => k switch
     {
@@ -50,7 +61,22 @@ public sealed class LlamaBlock : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(k)),
     };
 
-    public IEnumerable<Tensor> All => [InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down];
+    public IEnumerable<Tensor> All => [InputNorm, Q, K, V, O, PostNorm, Gate, Up, Down, .. Extras.Select(e => e.Tensor)];
+
+    /// <summary>The tensors besides the norms and the linears' weights: biases, q_norm, k_norm, with the half they belong to.</summary>
+    IEnumerable<(Tensor Tensor, bool Attention)> Extras =>
+        LinearKinds.All.Where(k => Bias(k) is not null).Select(k => (Bias(k)!, k.InAttention()))
+            .Concat(new[] { QNorm, KNorm }.OfType<Tensor>().Select(t => (t, true)));
+
+    /// <summary>A block of the given tensors with this block's biases, norms and window mapped by f (given whether each belongs to the attention half).</summary>
+    LlamaBlock With(Tensor inputNorm, Tensor q, Tensor k, Tensor v, Tensor o, Tensor postNorm, Tensor gate, Tensor up, Tensor down, Func<Tensor, bool, Tensor> f) => new()
+    {
+        InputNorm = inputNorm, Q = q, K = k, V = v, O = o, PostNorm = postNorm, Gate = gate, Up = up, Down = down,
+        Biases = [.. LinearKinds.All.Select(kind => Bias(kind) is Tensor b ? f(b, kind.InAttention()) : null)],
+        QNorm = QNorm is null ? null : f(QNorm, true),
+        KNorm = KNorm is null ? null : f(KNorm, true),
+        Window = Window,
+    };
 
     public bool IsFloat32 => All.All(t => t.dtype == ScalarType.Float32);
 
@@ -59,12 +85,10 @@ public sealed class LlamaBlock : IDisposable
     /// these tensors when they are float32 already (so in-place pruning reaches them), converted copies
     /// otherwise (bf16 and f16 convert to float32 exactly); <see cref="WriteBack"/> stores the latter.
     /// </summary>
-    public LlamaBlock Float32() => new()
-    {
-        InputNorm = LlamaModel.AsFloat32(InputNorm), Q = LlamaModel.AsFloat32(Q), K = LlamaModel.AsFloat32(K),
-        V = LlamaModel.AsFloat32(V), O = LlamaModel.AsFloat32(O), PostNorm = LlamaModel.AsFloat32(PostNorm),
-        Gate = LlamaModel.AsFloat32(Gate), Up = LlamaModel.AsFloat32(Up), Down = LlamaModel.AsFloat32(Down),
-    };
+    public LlamaBlock Float32() => With(
+        LlamaModel.AsFloat32(InputNorm), LlamaModel.AsFloat32(Q), LlamaModel.AsFloat32(K),
+        LlamaModel.AsFloat32(V), LlamaModel.AsFloat32(O), LlamaModel.AsFloat32(PostNorm),
+        LlamaModel.AsFloat32(Gate), LlamaModel.AsFloat32(Up), LlamaModel.AsFloat32(Down), (t, _) => LlamaModel.AsFloat32(t));
 
     /// <summary>
     /// Like <see cref="Float32"/> for one half only: the attention half's tensors (InputNorm, Q, K, V, O) or the
@@ -73,11 +97,8 @@ public sealed class LlamaBlock : IDisposable
     public LlamaBlock Float32Part(bool attention)
     {
         Tensor A(Tensor t, bool mine) => mine ? LlamaModel.AsFloat32(t) : t;
-        return new()
-        {
-            InputNorm = A(InputNorm, attention), Q = A(Q, attention), K = A(K, attention), V = A(V, attention), O = A(O, attention),
-            PostNorm = A(PostNorm, !attention), Gate = A(Gate, !attention), Up = A(Up, !attention), Down = A(Down, !attention),
-        };
+        return With(A(InputNorm, attention), A(Q, attention), A(K, attention), A(V, attention), A(O, attention),
+            A(PostNorm, !attention), A(Gate, !attention), A(Up, !attention), A(Down, !attention), (t, att) => A(t, att == attention));
     }
 
     /// <summary>
@@ -87,11 +108,8 @@ public sealed class LlamaBlock : IDisposable
     /// </summary>
     public LlamaBlock AttentionFloat32Copy()
     {
-        return new()
-        {
-            InputNorm = LlamaModel.Float32Copy(InputNorm), Q = LlamaModel.Float32Copy(Q), K = LlamaModel.Float32Copy(K),
-            V = LlamaModel.Float32Copy(V), O = LlamaModel.Float32Copy(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down,
-        };
+        return With(LlamaModel.Float32Copy(InputNorm), LlamaModel.Float32Copy(Q), LlamaModel.Float32Copy(K),
+            LlamaModel.Float32Copy(V), LlamaModel.Float32Copy(O), PostNorm, Gate, Up, Down, (t, att) => att ? LlamaModel.Float32Copy(t) : t);
     }
 
     /// <summary>Writes the linears of a <see cref="Float32"/> working block back in this block's dtype (pruned zeros stay exact zeros).</summary>
@@ -107,7 +125,10 @@ public sealed class LlamaBlock : IDisposable
 
 /// <summary>
 /// A LLaMA-family decoder (Hugging Face LlamaForCausalLM math): RMSNorm, rotate-half RoPE, grouped-query
-/// attention, SwiGLU, tied or untied head. Weights are held once, as plain tensors in the dtype they were
+/// attention, SwiGLU, tied or untied head; with the family's differences where the config names one (see
+/// <see cref="LlamaConfig.Family"/>): rope_scaling (linear, llama3), biases on the linears (Qwen2 q/k/v,
+/// attention_bias, mlp_bias), q_norm/k_norm (Qwen3), sliding-window attention (Mistral, Qwen with
+/// use_sliding_window). Weights are held once, as plain tensors in the dtype they were
 /// loaded in (the checkpoint's: a bf16 7B model takes 13.5 GB, not 27), so the pruning engine can score
 /// and mask them in place and autograd can reach them; every block's math runs in float32, on a copy of
 /// that block's weights made only while the block is worked on (<see cref="LlamaBlock.Float32"/>).
@@ -150,7 +171,13 @@ public sealed class LlamaModel : IDisposable
             var b = Blocks[i];
             string p = $"model.layers.{i}.";
             yield return (p + "input_layernorm.weight", b.InputNorm);
-            foreach (var k in LinearKinds.All) yield return (p + k.HfName() + ".weight", b[k]);
+            foreach (var k in LinearKinds.All)
+            {
+                yield return (p + k.HfName() + ".weight", b[k]);
+                if (b.Bias(k) is Tensor bias) yield return (p + k.HfName() + ".bias", bias);
+                if (k == LinearKind.O && b.QNorm is not null) yield return (p + "self_attn.q_norm.weight", b.QNorm);
+                if (k == LinearKind.O && b.KNorm is not null) yield return (p + "self_attn.k_norm.weight", b.KNorm!);
+            }
             yield return (p + "post_attention_layernorm.weight", b.PostNorm);
         }
         yield return ("model.norm.weight", Norm);
@@ -167,7 +194,7 @@ public sealed class LlamaModel : IDisposable
 
     // ---- forward ------------------------------------------------------------------------------
 
-    /// <summary>HF LlamaRMSNorm: in float32, x * rsqrt(mean(x²) + eps), then times the weight.</summary>
+    /// <summary>HF LlamaRMSNorm (and Mistral's, Qwen2's, Qwen3's, the same): in float32, x * rsqrt(mean(x²) + eps) over the last dimension, then times the weight.</summary>
     public Tensor RmsNorm(Tensor x, Tensor w)
     {
         var variance = x.Squared().mean([-1], keepdim: true);
@@ -181,11 +208,49 @@ public sealed class LlamaModel : IDisposable
         int d = Config.HeadDim;
         // HF: inv_freq = 1 / theta^(arange(0, D, 2) / D), computed in float32 from int64 arange (1.0 / t is
         // t.reciprocal() * 1.0 in PyTorch).
-        var invFreq = TorchOps.PowOf(Config.RopeTheta, TorchOps.Arange(0, d, 2).to(ScalarType.Float32).DividedBy(d)).reciprocal();
+        var invFreq = InverseFrequencies(Config);
         var pos = TorchOps.Arange(0, t).to(ScalarType.Float32);
         var freqs = outer(pos, invFreq.to(ScalarType.Float32));
         var emb = cat([freqs, freqs], -1);
         return (emb.cos().to(Device).MoveToOuterDisposeScope(), emb.sin().to(Device).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// RoPE's inverse frequencies (D/2), float32, as transformers' modeling_rope_utils.py computes them:
+    /// _compute_default_rope_parameters, then for rope_type "linear" inv_freq / factor, for "llama3"
+    /// _compute_llama3_parameters (frequencies whose wavelength exceeds original_max_position_embeddings /
+    /// low_freq_factor divided by factor, those below original / high_freq_factor kept, those between
+    /// interpolated). Each op is the one PyTorch runs for the Python expression (a / t is t.reciprocal() * a).
+    /// </summary>
+    public static Tensor InverseFrequencies(LlamaConfig config)
+    {
+        int d = config.HeadDim;
+        using var scope = NewDisposeScope();
+        var invFreq = TorchOps.PowOf(config.RopeTheta, TorchOps.Arange(0, d, 2).to(ScalarType.Float32).DividedBy(d)).reciprocal();
+        switch (config.RopeScaling)
+        {
+            case null:
+                break;
+            case { Type: "linear" } r:
+                invFreq = invFreq.DividedBy(r.Factor);
+                break;
+            case { Type: "llama3" } r:
+                double old = r.OriginalMaxPositions, lowWavelen = old / r.LowFreqFactor, highWavelen = old / r.HighFreqFactor;
+                using (var low = lowWavelen.ToScalar())
+                using (var high = highWavelen.ToScalar())
+                {
+                    var wavelen = invFreq.reciprocal().Times(2 * Math.PI);
+                    var scaled = where(wavelen.gt(low), invFreq.DividedBy(r.Factor), invFreq);
+                    var smooth = wavelen.reciprocal().Times(old).Minus(r.LowFreqFactor).DividedBy(r.HighFreqFactor - r.LowFreqFactor);
+                    var smoothed = smooth.neg().Plus(1).mul(scaled).DividedBy(r.Factor).Plus(smooth.mul(scaled));
+                    var medium = wavelen.lt(high).logical_not().logical_and(wavelen.gt(low).logical_not());
+                    invFreq = where(medium, smoothed, scaled);
+                }
+                break;
+            default:
+                throw new PrunerZeroException($"rope_scaling of type '{config.RopeScaling.Type}' is not implemented");
+        }
+        return invFreq.MoveToOuterDisposeScope();
     }
 
     static Tensor RotateHalf(Tensor x)
@@ -222,9 +287,14 @@ public sealed class LlamaModel : IDisposable
 
         var x = RmsNorm(h, b.InputNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Q, x); onLinearInput(LinearKind.K, x); onLinearInput(LinearKind.V, x); }
-        var q = nn.functional.linear(x, b.Q).view(bsz, t, nh, d).transpose(1, 2);    // (B, H, T, D)
-        var k = nn.functional.linear(x, b.K).view(bsz, t, nkv, d).transpose(1, 2);   // (B, KV, T, D)
-        var v = nn.functional.linear(x, b.V).view(bsz, t, nkv, d).transpose(1, 2);
+        var q = nn.functional.linear(x, b.Q, b.Bias(LinearKind.Q)).view(bsz, t, nh, d);    // (B, T, H, D)
+        var k = nn.functional.linear(x, b.K, b.Bias(LinearKind.K)).view(bsz, t, nkv, d);   // (B, T, KV, D)
+        // Qwen3: q_norm / k_norm, RMSNorm over each head's D before RoPE.
+        if (b.QNorm is not null) q = RmsNorm(q, b.QNorm);
+        if (b.KNorm is not null) k = RmsNorm(k, b.KNorm);
+        q = q.transpose(1, 2);                                                             // (B, H, T, D)
+        k = k.transpose(1, 2);                                                             // (B, KV, T, D)
+        var v = nn.functional.linear(x, b.V, b.Bias(LinearKind.V)).view(bsz, t, nkv, d).transpose(1, 2);
         q = q.mul(cos).Plus(RotateHalf(q).mul(sin));
         k = k.mul(cos).Plus(RotateHalf(k).mul(sin));
         if (nh != nkv)
@@ -233,10 +303,24 @@ public sealed class LlamaModel : IDisposable
             k = k.repeat_interleave(nh / nkv, 1);
             v = v.repeat_interleave(nh / nkv, 1);
         }
-        var attn = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
+        // A sliding window shorter than the sequence: key j visible from query i when 0 <= i - j < window
+        // (transformers' sliding_window_causal mask); otherwise plain causal attention.
+        var attn = b.Window is int w && w < t
+            ? nn.functional.scaled_dot_product_attention(q, k, v, SlidingWindowMask(t, w, q.device), 0.0, false)
+            : nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
         attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
         onLinearInput?.Invoke(LinearKind.O, attn);
-        return h.Plus(nn.functional.linear(attn, b.O));
+        return h.Plus(nn.functional.linear(attn, b.O, b.Bias(LinearKind.O)));
+    }
+
+    /// <summary>The boolean (T, T) mask of sliding-window causal attention: true where 0 &lt;= i - j &lt; window.</summary>
+    public static Tensor SlidingWindowMask(long t, int window, Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var zero = 0.ToScalar();
+        using var w = window.ToScalar();
+        var diff = TorchOps.Arange(0, t).unsqueeze(1).sub(TorchOps.Arange(0, t).unsqueeze(0));   // i - j
+        return diff.ge(zero).logical_and(diff.lt(w)).to(device).MoveToOuterDisposeScope();
     }
 
     /// <summary>The MLP half of a block: h + down(silu(gate(x)) · up(x)), x = RMSNorm(h). Uses PostNorm, Gate, Up, Down.</summary>
@@ -244,9 +328,9 @@ public sealed class LlamaModel : IDisposable
     {
         var x = RmsNorm(h, b.PostNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
-        var act = nn.functional.silu(nn.functional.linear(x, b.Gate)).mul(nn.functional.linear(x, b.Up));
+        var act = nn.functional.silu(nn.functional.linear(x, b.Gate, b.Bias(LinearKind.Gate))).mul(nn.functional.linear(x, b.Up, b.Bias(LinearKind.Up)));
         onLinearInput?.Invoke(LinearKind.Down, act);
-        return h.Plus(nn.functional.linear(act, b.Down));
+        return h.Plus(nn.functional.linear(act, b.Down, b.Bias(LinearKind.Down)));
     }
 
     /// <summary>Token embeddings for ids (B, T).</summary>
@@ -280,7 +364,6 @@ public sealed class LlamaModel : IDisposable
     /// <summary>The decoder stack without the final norm and head: hidden states (B, T, C) for ids (B, T).</summary>
     public Tensor HiddenStates(Tensor ids)
     {
-        CheckSequence(ids.shape[1]);
         var (cos, sin) = Rope(ids.shape[1]);
         var h = EmbedTokens(ids);
         for (int i = 0; i < Blocks.Count; i++)
@@ -307,12 +390,6 @@ public sealed class LlamaModel : IDisposable
         using var scope = NewDisposeScope();
         var nll = NextTokenLoss(ids, nn.Reduction.Sum);
         return (nll.to(ScalarType.Float64).item<double>(), ids.shape[0] * (ids.shape[1] - 1));
-    }
-
-    public void CheckSequence(long t)
-    {
-        if (Config.SlidingWindow is int w && t > w)
-            throw new PrunerZeroException($"sequence length {t} exceeds the model's sliding_window {w}; sliding-window attention is not implemented (use {UserError.P("seqlen")} {w} or less)");
     }
 
     /// <summary>Bytes of the weights held in memory, in their dtype.</summary>

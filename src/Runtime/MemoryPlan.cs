@@ -22,7 +22,7 @@ public sealed record MemoryPlan(long Weights, long Block, long Calibration, long
     public static MemoryPlan For(LlamaConfig c, long weightBytes, int nsamples, int seqlen)
     {
         long C = c.HiddenSize, F = c.IntermediateSize, H = c.NumHeads, V = c.VocabSize;
-        long blockParams = 2L * C * c.NumHeads * c.HeadDim + 2L * C * c.NumKvHeads * c.HeadDim + 3 * C * F + 2 * C;
+        long blockParams = c.BlockParameterCount;
         long chunk = Math.Min(nsamples, BlockActivations.ChunkFor(c, seqlen));
         long perWindow = BlockActivations.WindowActivationBytes(c, seqlen);
         // Evaluation: one window, one block in float32, the head in float32 slices, logits and log-softmax.

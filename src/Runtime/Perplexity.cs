@@ -40,7 +40,6 @@ public static class Perplexity
     {
         if (seqlen > model.Config.MaxPositionEmbeddings)
             throw new PrunerZeroException($"seqlen {seqlen} exceeds the model's max_position_embeddings {model.Config.MaxPositionEmbeddings}");
-        model.CheckSequence(seqlen);
         int total = WindowCount(tokens.Length, seqlen, dataset), windows = total;
         if (maxWindows is int k)
         {

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace PrunerZero.Runtime;
 
 /// <summary>
-/// Random checkpoints with the exact shapes of real LLaMA-family models, for scale tests, benchmarks and
+/// Random checkpoints with the exact shapes of real LLaMA-family, Mistral and Qwen models, for scale tests, benchmarks and
 /// sizing a machine: Hugging Face layout, weights ~ N(0, 0.02²) with a few heavy input channels per linear
 /// (columns ×<see cref="HeavyFactor"/>, as real LLMs have outlier features), norms 1, an untied head, and a
 /// tokenizer copied from a shipped model. Every tensor is drawn from its own generator seeded by (seed,
@@ -18,8 +18,21 @@ public static class SyntheticCheckpoint
     public const int HeavyChannels = 4;
     public const float HeavyFactor = 10f;
 
+    /// <summary>A real model's shapes; <paramref name="HeadDim"/> 0 is hidden / heads. The family (from the architecture) adds its biases and q/k norms.</summary>
     public sealed record Preset(string Name, string Architecture, int Hidden, int Intermediate, int Layers, int Heads, int KvHeads,
-        int Vocab, int MaxPositions, double RmsEps, double RopeTheta);
+        int Vocab, int MaxPositions, double RmsEps, double RopeTheta, int HeadDim = 0, RopeScaling? Rope = null)
+    {
+        public int HeadDimension => HeadDim > 0 ? HeadDim : Hidden / Heads;
+
+        /// <summary>The config of this preset with <paramref name="layers"/> layers (null: all) in <paramref name="torchDtype"/>.</summary>
+        public LlamaConfig Config(int? layers, string torchDtype, int? bos, int? eos) => new()
+        {
+            Architecture = Architecture, HiddenSize = Hidden, IntermediateSize = Intermediate, NumLayers = layers ?? Layers,
+            NumHeads = Heads, NumKvHeads = KvHeads, HeadDim = HeadDimension, RmsNormEps = RmsEps, RopeTheta = RopeTheta,
+            RopeScaling = Rope, MaxPositionEmbeddings = MaxPositions, VocabSize = Vocab, TieWordEmbeddings = false,
+            TorchDtype = torchDtype, BosTokenId = bos, EosTokenId = eos,
+        };
+    }
 
     public static readonly Preset[] Presets =
     [
@@ -27,6 +40,12 @@ public static class SyntheticCheckpoint
         new("llama-2-13b", "LlamaForCausalLM", 5120, 13824, 40, 40, 40, 32000, 4096, 1e-5, 10000),
         new("llama-3-8b", "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000),
         new("mistral-7b", "MistralForCausalLM", 4096, 14336, 32, 32, 8, 32000, 32768, 1e-5, 1000000),
+        // Meta-Llama-3.1-8B: rope_scaling llama3 (factor 8, low 1, high 4, original 8192).
+        new("llama-3.1-8b", "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 131072, 1e-5, 500000, Rope: new RopeScaling("llama3", 8, 1, 4, 8192)),
+        // Qwen2.5-7B: q/k/v bias, untied head, vocab_size 152064 in its config (151,646 tokens, padded).
+        new("qwen2.5-7b", "Qwen2ForCausalLM", 3584, 18944, 28, 28, 4, 152064, 131072, 1e-6, 1000000),
+        // Qwen3-8B: q_norm / k_norm, head_dim 128.
+        new("qwen3-8b", "Qwen3ForCausalLM", 4096, 12288, 36, 32, 8, 151936, 40960, 1e-6, 1000000, HeadDim: 128),
         new("tiny", "LlamaForCausalLM", 192, 512, 4, 6, 3, 4096, 256, 1e-5, 10000),
     ];
 
@@ -50,20 +69,9 @@ public static class SyntheticCheckpoint
         if (tokCfg.VocabSize > p.Vocab)
             throw new PrunerZeroException($"the tokenizer of {tokenizerDir} has {tokCfg.VocabSize} tokens, more than the preset's vocabulary {p.Vocab}");
 
-        var config = new JsonObject
-        {
-            ["architectures"] = new JsonArray(p.Architecture),
-            ["model_type"] = p.Architecture == "MistralForCausalLM" ? "mistral" : "llama",
-            ["hidden_size"] = p.Hidden, ["intermediate_size"] = p.Intermediate, ["num_hidden_layers"] = n,
-            ["num_attention_heads"] = p.Heads, ["num_key_value_heads"] = p.KvHeads, ["head_dim"] = p.Hidden / p.Heads,
-            ["hidden_act"] = "silu", ["rms_norm_eps"] = p.RmsEps, ["rope_theta"] = p.RopeTheta,
-            ["max_position_embeddings"] = p.MaxPositions, ["vocab_size"] = p.Vocab, ["tie_word_embeddings"] = false,
-            ["torch_dtype"] = scalar switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" },
-            ["bos_token_id"] = tokCfg.BosTokenId, ["eos_token_id"] = tokCfg.EosTokenId,
-            ["attention_bias"] = false, ["mlp_bias"] = false, ["rope_scaling"] = null,
-            ["synthetic"] = $"prunerzero synth --preset {p.Name} --layers {n} --dtype {dtype} --seed {seed}",
-        };
-        if (p.Architecture == "MistralForCausalLM") config["sliding_window"] = null;
+        var config = p.Config(n, scalar switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" },
+            tokCfg.BosTokenId, tokCfg.EosTokenId).ToJson();
+        config["synthetic"] = $"prunerzero synth --preset {p.Name} --layers {n} --dtype {dtype} --seed {seed}";
         var cfg = LlamaConfig.FromJson(config);
 
         Directory.CreateDirectory(outDir);
@@ -74,7 +82,8 @@ public static class SyntheticCheckpoint
             if (File.Exists(src)) File.Copy(src, Path.Combine(outDir, file), overwrite: true);
         }
 
-        long c = p.Hidden, hd = (long)p.Heads * (p.Hidden / p.Heads), kvd = (long)p.KvHeads * (p.Hidden / p.Heads), f = p.Intermediate;
+        long c = p.Hidden, hd = (long)p.Heads * p.HeadDimension, kvd = (long)p.KvHeads * p.HeadDimension, f = p.Intermediate;
+        long[] outDim = [hd, kvd, kvd, c, f, f, c];   // by LinearKind
         var specs = new List<(string Name, long[] Shape, bool Linear)> { ("model.embed_tokens.weight", [p.Vocab, c], false) };
         for (int i = 0; i < n; i++)
         {
@@ -84,6 +93,12 @@ public static class SyntheticCheckpoint
             specs.Add((pre + "self_attn.k_proj.weight", [kvd, c], true));
             specs.Add((pre + "self_attn.v_proj.weight", [kvd, c], true));
             specs.Add((pre + "self_attn.o_proj.weight", [c, hd], true));
+            foreach (var k in LinearKinds.All.Where(cfg.HasBias)) specs.Add((pre + k.HfName() + ".bias", [outDim[(int)k]], false));
+            if (cfg.QkNorm)
+            {
+                specs.Add((pre + "self_attn.q_norm.weight", [p.HeadDimension], false));
+                specs.Add((pre + "self_attn.k_norm.weight", [p.HeadDimension], false));
+            }
             specs.Add((pre + "post_attention_layernorm.weight", [c], false));
             specs.Add((pre + "mlp.gate_proj.weight", [f, c], true));
             specs.Add((pre + "mlp.up_proj.weight", [f, c], true));
@@ -101,10 +116,10 @@ public static class SyntheticCheckpoint
         return cfg;
     }
 
-    /// <summary>One tensor, float32: norms are 1, others N(0, Std²) from a generator seeded by (seed, name); linears get heavy input columns.</summary>
+    /// <summary>One tensor, float32: norms are 1, others (biases included) N(0, Std²) from a generator seeded by (seed, name); linears get heavy input columns.</summary>
     public static Tensor Tensor(string name, long[] shape, bool linear, int seed)
     {
-        if (shape.Length == 1) return ones(shape, ScalarType.Float32);
+        if (shape.Length == 1 && !name.EndsWith(".bias", StringComparison.Ordinal)) return ones(shape, ScalarType.Float32);
         ulong key = Fnv(name) ^ ((ulong)(uint)seed * 0x9E3779B97F4A7C15UL);
         using var gen = new TorchSharp.torch.Generator(key & 0x7FFF_FFFF_FFFF_FFFFUL);
         var t = randn(shape, ScalarType.Float32, generator: gen).TimesInPlace(Std);

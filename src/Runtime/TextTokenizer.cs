@@ -12,10 +12,11 @@ namespace PrunerZero.Runtime;
 /// alone decides the special tokens around a string. <see cref="Encode"/> adds the special tokens that
 /// Hugging Face's tokenizer adds to one string (BOS once at the start for LLaMA), decided as transformers
 /// decides it:
-/// - LlamaTokenizer(Fast) (also when tokenizer_config.json names no class: AutoTokenizer then picks it for
-///   model_type llama and mistral), CodeLlama and Gemma tokenizers: BOS if `add_bos_token` (default true),
+/// - LlamaTokenizer(Fast) (also when tokenizer_config.json names no class and the model is a llama or mistral one (or
+///   unknown): AutoTokenizer then picks it for model_type llama and mistral), CodeLlama and Gemma tokenizers: BOS if `add_bos_token` (default true),
 ///   EOS if `add_eos_token` (default false); the tokens are `bos_token` / `eos_token` of tokenizer_config.json.
-/// - any other class (PreTrainedTokenizerFast, GPT2TokenizerFast, ...): the `post_processor` of
+/// - any other class (PreTrainedTokenizerFast as Llama-3 ships, Qwen2Tokenizer as Qwen2/2.5/3 ship, GPT2TokenizerFast, ...;
+///   also no class for a qwen2/qwen3 model): the `post_processor` of
 ///   tokenizer.json (TemplateProcessing's `single` template, also inside a Sequence; ByteLevel or none adds
 ///   nothing), unless tokenizer_config.json sets `add_bos_token` / `add_eos_token` explicitly.
 /// </summary>
@@ -106,7 +107,9 @@ public sealed class TextTokenizer
         int? Id(string? text) => text is null ? null
             : special.TryGetValue(text, out var i) ? i
             : vocabObj?[text] is JsonValue v && v.TryGetValue<int>(out int vi) ? vi : null;
-        bool llama = klass.Length == 0 || LlamaClasses.Contains(klass);
+        // No tokenizer_class: AutoTokenizer takes the model_type's tokenizer: LlamaTokenizerFast for llama and mistral,
+        // Qwen2TokenizerFast (a PreTrainedTokenizerFast: the post_processor decides, Qwen's adds nothing) for qwen2 and qwen3.
+        bool llama = klass.Length == 0 ? config?.Family is null or ModelFamily.Llama or ModelFamily.Mistral : LlamaClasses.Contains(klass);
         if (llama) { bosText ??= "<s>"; eosText ??= "</s>"; } // LlamaTokenizerFast's defaults
         int? bos = Id(bosText) ?? config?.BosTokenId;
         int? eos = Id(eosText) ?? config?.EosTokenId;

@@ -36,6 +36,59 @@ public static class TestCheckpoints
         ["eos_token_id"] = 257,
     };
 
+    /// <summary>A tiny config of a family (C 32, 4 heads, 2 layers) in the config.json keys that family's files carry.</summary>
+    public static JsonObject FamilyConfig(string family, bool tied = false, string dtype = "float32", int kvHeads = 2)
+    {
+        var o = Config(tied, dtype, kvHeads: kvHeads);
+        switch (family)
+        {
+            case "llama3":
+                // head_dim 8: inverse frequencies 1, 0.1, 0.01, 0.001 (wavelengths 6.3, 63, 628, 6283): with original
+                // 1024, low 1, high 4 one is kept, ..., one is interpolated, one divided by the factor.
+                o["rope_scaling"] = new JsonObject
+                {
+                    ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
+                    ["original_max_position_embeddings"] = 1024,
+                };
+                o["head_dim"] = 8;
+                break;
+            case "llama-linear":
+                o["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 4.0 };
+                break;
+            case "llama-bias":
+                o["attention_bias"] = true;
+                o["mlp_bias"] = true;
+                break;
+            case "mistral-window":
+                o["architectures"] = new JsonArray("MistralForCausalLM");
+                o["model_type"] = "mistral";
+                o["sliding_window"] = 4;
+                break;
+            case "qwen2":
+            case "qwen2-window":
+                o["architectures"] = new JsonArray("Qwen2ForCausalLM");
+                o["model_type"] = "qwen2";
+                o["rms_norm_eps"] = 1e-6;
+                o["rope_theta"] = 1000000.0;
+                o["use_sliding_window"] = family == "qwen2-window";
+                o["sliding_window"] = 5;
+                o["max_window_layers"] = 1;   // layer 1 slides when use_sliding_window
+                break;
+            case "qwen3":
+                o["architectures"] = new JsonArray("Qwen3ForCausalLM");
+                o["model_type"] = "qwen3";
+                o["head_dim"] = 12;           // not hidden_size / heads (8)
+                o["rms_norm_eps"] = 1e-6;
+                o["attention_bias"] = false;
+                o["use_sliding_window"] = false;
+                o["sliding_window"] = null;
+                break;
+            default:
+                throw new ArgumentException(family);
+        }
+        return o;
+    }
+
     /// <summary>Writes config.json, model.safetensors (in the config's dtype) and a byte-level tokenizer.json.</summary>
     public static string Write(JsonObject config, int seed = 1, string? dir = null, float scale = 0.2f)
     {
@@ -62,6 +115,12 @@ public static class TestCheckpoints
             Add(p + "mlp.gate_proj.weight", f, c);
             Add(p + "mlp.up_proj.weight", f, c);
             Add(p + "mlp.down_proj.weight", c, f);
+            // The family's extra tensors (none for a plain Llama config, whose draws stay as they were).
+            long[] outDim = [hd, kvd, kvd, c, f, f, c];
+            foreach (var k in LinearKinds.All.Where(cfg.HasBias)) Add(p + k.HfName() + ".bias", outDim[(int)k]);
+            if (cfg.QkNorm)
+                foreach (var n in new[] { "q_norm", "k_norm" })
+                    tensors.Add((p + $"self_attn.{n}.weight", randn([cfg.HeadDim], generator: gen).TimesInPlace(0.1).Plus(1).to(dtype)));
         }
         AddNorm("model.norm.weight");
         if (!cfg.TieWordEmbeddings) Add("lm_head.weight", cfg.VocabSize, c);

@@ -76,7 +76,9 @@ public class TokenizerJsonTests : TorchGuarded
         if (name == "tiny") return TextTokenizer.Load(model);
         string dir = TestCheckpoints.TempDir("hfgolden");
         File.Copy(Tests.Golden.File("hf", name + ".tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
-        File.Copy(Path.Combine(model, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
+        // The family variants (llama3full, qwen) come with their own tokenizer_config.json.
+        string own = Tests.Golden.File("hf", name + ".tokenizer_config.json");
+        File.Copy(File.Exists(own) ? own : Path.Combine(model, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
         return TextTokenizer.Load(dir);
     }
 
@@ -91,6 +93,9 @@ public class TokenizerJsonTests : TorchGuarded
     [InlineData("tiny", "wikitest")]
     [InlineData("digits", "wikitest")]
     [InlineData("llama3", "wikitest")]
+    [InlineData("llama3full", "wikitest")]   // Llama-3.x layout, <|begin_of_text|> from its TemplateProcessing
+    [InlineData("qwen", "wikitest")]         // Qwen2/3 layout: NFC, single-digit Split, no BOS
+    [InlineData("qwen", "c4")]
     public void EveryIdOfTheCorporaEqualsHuggingFaceTokenizers(string name, string corpus)
     {
         var tok = Golden(name);
@@ -101,6 +106,8 @@ public class TokenizerJsonTests : TorchGuarded
     [InlineData("tiny")]
     [InlineData("digits")]
     [InlineData("llama3")]
+    [InlineData("llama3full")]
+    [InlineData("qwen")]
     public void AdversarialStringsEncodeAsHuggingFaceTokenizers(string name)
     {
         var tok = Golden(name);
@@ -117,6 +124,34 @@ public class TokenizerJsonTests : TorchGuarded
         }
         Assert.True(n > 150, $"only {n} cases");
         Assert.True(failures.Count == 0, $"{failures.Count} differences:\n" + string.Join("\n", failures.Take(40)));
+    }
+
+    /// <summary>
+    /// The special tokens around a text per family, as transformers' AutoTokenizer adds them: Llama-3 <|begin_of_text|>
+    /// (its TemplateProcessing), Qwen nothing, also when tokenizer_config.json names no class and the model is a Qwen one.
+    /// </summary>
+    [Fact]
+    public void EachFamilyGetsItsSpecialTokens()
+    {
+        var llama3 = Golden("llama3full");
+        Assert.True(llama3.AddBos);
+        Assert.Equal(4096, llama3.BosId);
+        Assert.Equal(4096, llama3.Encode("Hello")[0]);
+        Assert.Equal([4096, 4096], llama3.Encode("<|begin_of_text|>")[..2]);   // written in the text: itself, after the BOS
+        var qwen = Golden("qwen");
+        Assert.False(qwen.AddBos);
+        Assert.Equal(qwen.EncodeNoSpecial("Hello"), qwen.Encode("Hello"));
+        Assert.Equal([4097], qwen.EncodeNoSpecial("<|im_start|>"));
+        // NFC: the decomposed and the composed é encode alike.
+        Assert.Equal(qwen.Encode("café"), qwen.Encode("café"));
+
+        // No tokenizer_class: the model's family decides, as AutoTokenizer's model_type mapping does.
+        string dir = TestCheckpoints.TempDir("qwen-noclass");
+        File.Copy(Tests.Golden.File("hf", "qwen.tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"eos_token": "<|endoftext|>"}""");
+        var qwenCfg = LlamaConfig.FromJson(FamilyTests.Config("qwen2"));
+        Assert.False(TextTokenizer.Load(dir, qwenCfg with { BosTokenId = 4096 }).AddBos);
+        Assert.True(TextTokenizer.Load(dir, LlamaConfig.FromJson(TestCheckpoints.Config(vocab: 5000)) with { BosTokenId = 4096 }).AddBos);
     }
 
     [Fact]

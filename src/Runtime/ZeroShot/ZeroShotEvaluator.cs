@@ -35,8 +35,8 @@ public static class ZeroShotEvaluator
         };
     }
 
-    /// <summary>The harness's max_length: max_position_embeddings (and no more than a sliding window, which this forward does not implement).</summary>
-    public static int MaxLength(LlamaConfig c) => Math.Min(c.MaxPositionEmbeddings, c.SlidingWindow ?? int.MaxValue);
+    /// <summary>The harness's max_length: max_position_embeddings (a sliding window is part of the forward, not a limit).</summary>
+    public static int MaxLength(LlamaConfig c) => c.MaxPositionEmbeddings;
 
     /// <summary>One task.</summary>
     public static ZeroShotTaskResult Evaluate(LlamaModel model, TextTokenizer tok, ZeroShotTask task, int? limit = null,
