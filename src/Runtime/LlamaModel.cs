@@ -27,6 +27,15 @@ public static class LinearKinds
 }
 
 /// <summary>
+/// Extra math on a block's linear layer (a LoRA adapter): given the layer's input x and its output y = x·Wᵀ, the
+/// output to use instead. The one hook <see cref="LlamaModel.Linear"/> consults.
+/// </summary>
+public interface ILinearAdapter
+{
+    Tensor Apply(LinearKind kind, Tensor x, Tensor y);
+}
+
+/// <summary>
 /// One decoder block's weights, [out, in] as nn.Linear stores them, in the dtype they are held in (the
 /// checkpoint's for pruning and evaluation, float32 for training). Math always runs on a float32 view:
 /// <see cref="Float32"/>.
@@ -42,6 +51,8 @@ public sealed class LlamaBlock : IDisposable
     public required Tensor Gate;        // (F, C)
     public required Tensor Up;          // (F, C)
     public required Tensor Down;        // (C, F)
+    /// <summary>Applied after each linear layer when set (LoRA); travels with the float32 working copies.</summary>
+    public ILinearAdapter? Adapter { get; set; }
 
     public Tensor this[LinearKind k] => k switch
     {
@@ -64,6 +75,7 @@ public sealed class LlamaBlock : IDisposable
         InputNorm = LlamaModel.AsFloat32(InputNorm), Q = LlamaModel.AsFloat32(Q), K = LlamaModel.AsFloat32(K),
         V = LlamaModel.AsFloat32(V), O = LlamaModel.AsFloat32(O), PostNorm = LlamaModel.AsFloat32(PostNorm),
         Gate = LlamaModel.AsFloat32(Gate), Up = LlamaModel.AsFloat32(Up), Down = LlamaModel.AsFloat32(Down),
+        Adapter = Adapter,
     };
 
     /// <summary>
@@ -77,6 +89,7 @@ public sealed class LlamaBlock : IDisposable
         {
             InputNorm = A(InputNorm, attention), Q = A(Q, attention), K = A(K, attention), V = A(V, attention), O = A(O, attention),
             PostNorm = A(PostNorm, !attention), Gate = A(Gate, !attention), Up = A(Up, !attention), Down = A(Down, !attention),
+            Adapter = Adapter,
         };
     }
 
@@ -91,6 +104,7 @@ public sealed class LlamaBlock : IDisposable
         {
             InputNorm = LlamaModel.Float32Copy(InputNorm), Q = LlamaModel.Float32Copy(Q), K = LlamaModel.Float32Copy(K),
             V = LlamaModel.Float32Copy(V), O = LlamaModel.Float32Copy(O), PostNorm = PostNorm, Gate = Gate, Up = Up, Down = Down,
+            Adapter = Adapter,
         };
     }
 
@@ -214,6 +228,13 @@ public sealed class LlamaModel : IDisposable
     public Tensor BlockForward(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null) =>
         MlpHalf(b, AttentionHalf(b, h, cos, sin, onLinearInput), onLinearInput);
 
+    /// <summary>A block's linear layer on x: x·Wᵀ, then the block's adapter (LoRA) when it has one.</summary>
+    public static Tensor Linear(LlamaBlock b, LinearKind kind, Tensor x)
+    {
+        var y = nn.functional.linear(x, b[kind]);
+        return b.Adapter is { } a ? a.Apply(kind, x, y) : y;
+    }
+
     /// <summary>The attention half of a block: h + o_proj(attention(RMSNorm(h))). Uses InputNorm, Q, K, V, O.</summary>
     public Tensor AttentionHalf(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null)
     {
@@ -222,9 +243,9 @@ public sealed class LlamaModel : IDisposable
 
         var x = RmsNorm(h, b.InputNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Q, x); onLinearInput(LinearKind.K, x); onLinearInput(LinearKind.V, x); }
-        var q = nn.functional.linear(x, b.Q).view(bsz, t, nh, d).transpose(1, 2);    // (B, H, T, D)
-        var k = nn.functional.linear(x, b.K).view(bsz, t, nkv, d).transpose(1, 2);   // (B, KV, T, D)
-        var v = nn.functional.linear(x, b.V).view(bsz, t, nkv, d).transpose(1, 2);
+        var q = Linear(b, LinearKind.Q, x).view(bsz, t, nh, d).transpose(1, 2);    // (B, H, T, D)
+        var k = Linear(b, LinearKind.K, x).view(bsz, t, nkv, d).transpose(1, 2);   // (B, KV, T, D)
+        var v = Linear(b, LinearKind.V, x).view(bsz, t, nkv, d).transpose(1, 2);
         q = q.mul(cos).Plus(RotateHalf(q).mul(sin));
         k = k.mul(cos).Plus(RotateHalf(k).mul(sin));
         if (nh != nkv)
@@ -236,7 +257,7 @@ public sealed class LlamaModel : IDisposable
         var attn = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
         attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
         onLinearInput?.Invoke(LinearKind.O, attn);
-        return h.Plus(nn.functional.linear(attn, b.O));
+        return h.Plus(Linear(b, LinearKind.O, attn));
     }
 
     /// <summary>The MLP half of a block: h + down(silu(gate(x)) · up(x)), x = RMSNorm(h). Uses PostNorm, Gate, Up, Down.</summary>
@@ -244,9 +265,9 @@ public sealed class LlamaModel : IDisposable
     {
         var x = RmsNorm(h, b.PostNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
-        var act = nn.functional.silu(nn.functional.linear(x, b.Gate)).mul(nn.functional.linear(x, b.Up));
+        var act = nn.functional.silu(Linear(b, LinearKind.Gate, x)).mul(Linear(b, LinearKind.Up, x));
         onLinearInput?.Invoke(LinearKind.Down, act);
-        return h.Plus(nn.functional.linear(act, b.Down));
+        return h.Plus(Linear(b, LinearKind.Down, act));
     }
 
     /// <summary>Token embeddings for ids (B, T).</summary>
