@@ -11,7 +11,7 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions, StatsOptions>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions, StatsOptions, FinetuneOptionsCli>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
                 (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
@@ -22,6 +22,7 @@ public static class Program
                 (WorkerOptions o) => WorkerCommand.Run(o),
                 (SynthOptions o) => SynthCommand.Run(o),
                 (StatsOptions o) => StatsCommand.Run(o),
+                (FinetuneOptionsCli o) => FinetuneCommand.Run(o),
                 _ => 2);
         }
         catch (PrunerZeroException e)

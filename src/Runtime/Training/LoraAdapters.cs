@@ -16,6 +16,9 @@ public sealed record LoraConfig(int Rank, double Alpha, double Dropout, IReadOnl
 {
     public double Scaling => Alpha / Rank;
 
+    public override string ToString() =>
+        $"LoraConfig {{ r = {Rank}, alpha = {Alpha.ToString(CultureInfo.InvariantCulture)}, dropout = {Dropout.ToString(CultureInfo.InvariantCulture)}, targets = {string.Join(",", Targets.Select(ShortName))} }}";
+
     /// <summary>The short names of the --targets option, in <see cref="LinearKind"/> order: q, k, v, o, gate, up, down.</summary>
     public static string ShortName(LinearKind k) => k.ToString().ToLowerInvariant();
 
