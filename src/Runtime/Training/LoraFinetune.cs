@@ -32,7 +32,7 @@ public sealed record FinetuneOptions
     public bool Resume { get; init; }
     /// <summary>Also write OUT/merged: the base with (W + s·B·A) ⊙ mask in its dtype.</summary>
     public bool MergeMasked { get; init; }
-    /// <summary>Stop after this step (with a checkpoint) as if killed: for tests of --resume.</summary>
+    /// <summary>Stop after this step without a checkpoint, as if killed: for tests of --resume.</summary>
     public int? StopAfter { get; init; }
 }
 
@@ -188,11 +188,11 @@ public static class LoraFinetune
 
             bool last = step + 1 == steps, stop = o.StopAfter == step + 1;
             if (o.EvalEvery is int every && ((step + 1) % every == 0 || last)) Evaluate(step + 1);
-            if ((step + 1) % o.CheckpointEvery == 0 || last || stop)
+            if ((step + 1) % o.CheckpointEvery == 0 || last)
                 SaveCheckpoint(lora, optimizer, o.ModelDir, ckptDir, step + 1, recipe, losses, evals, trainSeconds);
             if (stop && !last)
             {
-                log.WriteLine($"stopped after step {step + 1}/{steps}; continue with --resume");
+                log.WriteLine($"stopped after step {step + 1}/{steps} (last checkpoint: step {(step + 1) / o.CheckpointEvery * o.CheckpointEvery}); continue with --resume");
                 finished = false;
                 break;
             }
