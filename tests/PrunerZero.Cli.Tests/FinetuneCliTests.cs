@@ -39,7 +39,7 @@ public class FinetuneCliTests : TorchGuarded
         var (x2, _, e2) = CliRunner.Run(Finetune(s, s.Model, outDir));
         Assert.Equal(1, x2);
         Assert.Contains("already holds", e2);
-        var (x3, _, e3) = CliRunner.Run([.. Finetune(s, s.Model, outDir + "-2"), "--data", s.Wiki]);
+        var (x3, _, e3) = CliRunner.Run([.. Finetune(s, s.Model, outDir + "-2").Select(a => a == s.Calib ? s.Wiki : a)]);
         Assert.Equal(1, x3);
         Assert.Contains("evaluation", e3);
         var (x4, _, e4) = CliRunner.Run([.. Finetune(s, s.Model, outDir + "-3").SkipLast(2), "--merge", "full"]);

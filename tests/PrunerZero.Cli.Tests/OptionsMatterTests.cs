@@ -430,13 +430,6 @@ public class OptionsMatterTests : TorchGuarded
     }
 
     /// <summary>The arguments with the value of <paramref name="flag"/> set (added when absent).</summary>
-    static string[] Without(string[] args, string flag)
-    {
-        var l = args.ToList();
-        l.RemoveRange(l.IndexOf(flag), 2);
-        return [.. l];
-    }
-
     /// <summary>A LoRA adapter (non-zero B) for the tiny test checkpoint, made once by `finetune`.</summary>
     static string Adapter(Env e)
     {
