@@ -112,6 +112,11 @@ public static class LoraFinetune
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), WeightDecay: 0.0)], beta1: 0.9, beta2: 0.999, eps: 1e-8);
         lora.Attach(model);
         long trainable = lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
+        // Memory: the frozen base as stored, four float32 copies of the adapters (value, gradient, two moments), and the
+        // activations autograd keeps for the backward pass (every block's, for each sequence of the micro-batch; a rough bound).
+        long adapterBytes = 4 * 4 * lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
+        long activationBytes = o.Batch * (long)config.NumLayers * LlamaModel.ActivationBytes(config, seqlen);
+        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments + about {LlamaModel.Gib(activationBytes)} of activations per micro-batch");
         log.WriteLine($"LoRA r={o.Lora.Rank} alpha={o.Lora.Alpha} dropout={o.Lora.Dropout} on {string.Join(",", o.Lora.Targets.Select(LoraConfig.ModuleName))}: {trainable} trainable parameters (float32); base frozen in {model.WeightDtype}");
 
         string ckptDir = Path.Combine(o.OutDir, CheckpointDir);
