@@ -178,6 +178,39 @@ public class LoraTests : TorchGuarded
         Assert.All(lora.Named().Zip(aBefore), p => Assert.False(TestCheckpoints.Floats(p.First.Tensor).SequenceEqual(p.Second), $"{p.First.Name} did not move"));
     }
 
+    [Fact]
+    public void CheckpointedBackwardGivesThePlainGradients()
+    {
+        string dir = TestCheckpoints.Write(TestCheckpoints.Config(dtype: "bfloat16"), seed: 18);
+        using var model = Checkpoint.Load(dir, keepDtype: true);
+        using var lora = LoraAdapters.Create(model, new LoraConfig(4, 8, 0.0, LinearKinds.All), seed: 2);
+        RandomizeB(lora, 10);
+        lora.Attach(model);
+        using var ids = tensor(Ids.Concat(Ids.Reverse()).Select(i => (long)i).ToArray(), [2, Ids.Length]);
+        double plainLoss;
+        List<float[]> plain;
+        using (var scope = NewDisposeScope())
+        {
+            var loss = model.NextTokenLoss(ids);
+            plainLoss = loss.item<float>();
+            loss.DividedBy(2).backward();
+            plain = lora.Named().Select(nt => TestCheckpoints.Floats(nt.Tensor.grad!)).ToList();
+        }
+        using (var scope = NewDisposeScope())
+            foreach (var (_, t) in lora.Named()) t.grad!.zero_();
+        double loss2 = LoraFinetune.CheckpointedBackward(model, lora, ids, 2, _ => new Generator(1));
+        Assert.Equal(plainLoss, loss2, 5);
+        using var check = NewDisposeScope();
+        foreach (var ((name, t), want) in lora.Named().Zip(plain))
+        {
+            var got = TestCheckpoints.Floats(t.grad!);
+            double scale = want.Max(Math.Abs);
+            Assert.True(scale > 0, $"{name}: no gradient");
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(Math.Abs(got[i] - want[i]) <= 1e-4 * scale, $"{name}[{i}]: {got[i]} vs {want[i]}");
+        }
+    }
+
     [Theory]
     [InlineData("float32")]
     [InlineData("bfloat16")]

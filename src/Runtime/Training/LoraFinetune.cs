@@ -112,11 +112,13 @@ public static class LoraFinetune
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), WeightDecay: 0.0)], beta1: 0.9, beta2: 0.999, eps: 1e-8);
         lora.Attach(model);
         long trainable = lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
-        // Memory: the frozen base as stored, four float32 copies of the adapters (value, gradient, two moments), and the
-        // activations autograd keeps for the backward pass (every block's, for each sequence of the micro-batch; a rough bound).
+        // Memory: the frozen base as stored, four float32 copies of the adapters (value, gradient, two moments), and with
+        // activation checkpointing one block's float32 weights and activations (or the float32 head) plus every block's input.
         long adapterBytes = 4 * 4 * lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
-        long activationBytes = o.Batch * (long)config.NumLayers * LlamaModel.ActivationBytes(config, seqlen);
-        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments + about {LlamaModel.Gib(activationBytes)} of activations per micro-batch");
+        long blockBytes = 4 * model.Blocks[0].All.Sum(w => w.NumberOfElements);
+        long stepBytes = Math.Max(blockBytes, 4 * model.LmHead.NumberOfElements) + o.Batch * LlamaModel.ActivationBytes(config, seqlen)
+            + 4L * o.Batch * seqlen * config.HiddenSize * config.NumLayers;
+        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments + about {LlamaModel.Gib(stepBytes)} for one step (activation checkpointing per block)");
         log.WriteLine($"LoRA r={o.Lora.Rank} alpha={o.Lora.Alpha} dropout={o.Lora.Dropout} on {string.Join(",", o.Lora.Targets.Select(LoraConfig.ModuleName))}: {trainable} trainable parameters (float32); base frozen in {model.WeightDtype}");
 
         string ckptDir = Path.Combine(o.OutDir, CheckpointDir);
@@ -170,15 +172,10 @@ public static class LoraFinetune
                     int block = order.Block(((long)step * o.GradAccum + m) * o.Batch + b);
                     for (int i = 0; i < seqlen; i++) batch[b * seqlen + i] = stream[(long)block * seqlen + i];
                 }
-                using var gen = new Generator(StableSeed.Of(StableSeed.ForRandom(o.Seed, step), m) & 0x7FFF_FFFF_FFFF_FFFFUL);
-                lora.DropoutGenerator = gen;
-                try
-                {
-                    var loss = model.NextTokenLoss(tensor(batch, [o.Batch, seqlen]));
-                    loss.DividedBy(o.GradAccum).backward();
-                    stepLoss += loss.item<float>() / o.GradAccum;
-                }
-                finally { lora.DropoutGenerator = null; }
+                long micro = StableSeed.ForRandom(o.Seed, step);
+                int mb = m;
+                stepLoss += CheckpointedBackward(model, lora, tensor(batch, [o.Batch, seqlen]), o.GradAccum,
+                    layer => new Generator(StableSeed.Of(micro, ((long)mb << 20) | (uint)layer) & 0x7FFF_FFFF_FFFF_FFFFUL)) / o.GradAccum;
             }
             if (!double.IsFinite(stepLoss)) throw new PrunerZeroException($"fine-tuning diverged at step {step} (loss {stepLoss})");
             optimizer.ClipGradNorm(1.0);
@@ -228,6 +225,53 @@ public static class LoraFinetune
             log.WriteLine($"merged checkpoint ({model.WeightDtype}) in {merged}");
         }
         return result;
+    }
+
+    /// <summary>
+    /// Loss of one micro-batch (ids (B, T)) and its gradients into the adapters, divided by <paramref name="accum"/>, with
+    /// activation checkpointing per block: a forward without autograd keeps only each block's input (B, T, C); then the
+    /// head's backward, and from the top block down each block recomputed with autograd from its input and
+    /// back-propagated, so autograd never holds more than one block (its float32 weight copy above all: 0.81 GB for a
+    /// 7B block, held for every block otherwise). Each block's dropout masks come from <paramref name="dropoutFor"/>
+    /// (a generator per block), so the recomputation draws the masks the first pass drew.
+    /// </summary>
+    public static double CheckpointedBackward(LlamaModel model, LoraAdapters lora, Tensor ids, int accum, Func<int, Generator> dropoutFor)
+    {
+        using var scope = NewDisposeScope();
+        long t = ids.shape[1];
+        model.CheckSequence(t);
+        var (cos, sin) = model.Rope(t);
+        var inputs = new List<Tensor>();                        // block i's input (B, T, C), no graph
+        Tensor BlockWithDropout(int i, Tensor x)
+        {
+            using var gen = dropoutFor(i);
+            lora.DropoutGenerator = gen;
+            try { return model.BlockForward(i, x, cos, sin); }
+            finally { lora.DropoutGenerator = null; }
+        }
+        var h = model.EmbedTokens(ids);
+        using (no_grad())
+            for (int i = 0; i < model.Blocks.Count; i++)
+            {
+                inputs.Add(h);
+                h = BlockWithDropout(i, h);
+            }
+
+        var top = h.detach().requires_grad_(true);
+        var logits = model.Logits(top);
+        long v = logits.shape[^1];
+        var loss = nn.functional.cross_entropy(logits[.., ..^1, ..].reshape(-1, v), ids[.., 1..].reshape(-1).to(logits.device));
+        double value = loss.item<float>();
+        loss.DividedBy(accum).backward();
+        var grad = top.grad!;
+        for (int i = model.Blocks.Count - 1; i >= 0; i--)
+        {
+            using var blockScope = NewDisposeScope();
+            var x = inputs[i].detach().requires_grad_(i > 0);   // the embeddings are frozen: block 0's input needs no gradient
+            BlockWithDropout(i, x).backward([grad]);
+            if (i > 0) grad = x.grad!.MoveToOuterDisposeScope();
+        }
+        return value;
     }
 
     static JsonArray Pairs(IEnumerable<(int Step, double Value)> xs) =>
