@@ -45,7 +45,8 @@ public sealed record FinetuneResult(int Steps, long TokensSeen, double TrainSeco
 /// β = (0.9, 0.999), ε = 1e-8, no weight decay: Hugging Face Trainer's), linear warm-up then linear decay to zero
 /// (Trainer's "linear" schedule), gradients clipped at norm 1.
 /// Data: the documents tokenized into one stream cut into blocks of seqlen (run_clm's group_texts), each epoch in the
-/// order of a permutation drawn from (seed, epoch); dropout masks from (seed, step, micro-batch). So the batches
+/// order of a permutation drawn from (seed, epoch); dropout masks from (seed, step, micro-batch, block). Activation
+/// checkpointing per block (<see cref="CheckpointedBackward"/>). So the batches
 /// and masks of a step are the same in every process and a resumed run ends with the same adapter as one that
 /// was never stopped. Checkpoints: OUT/checkpoint/step-N/ (adapter, AdamW moments), then state.json names it
 /// (renamed into place), then older steps are deleted; a kill at any moment leaves a complete one named.
