@@ -3,6 +3,7 @@ using System.Text.Json;
 using CommandLine;
 using PrunerZero.Runtime;
 using PrunerZero.Workflows;
+using PrunerZero.Runtime.Training;
 
 namespace PrunerZero.Cli;
 
@@ -21,6 +22,9 @@ public sealed class EvalOptions
     [Option("windows", HelpText = "Evaluate only the first K windows.")]
     public int? Windows { get; set; }
 
+    [Option("adapter", HelpText = "A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors) applied to the model, scaled by alpha / r.")]
+    public string? Adapter { get; set; }
+
     [Option("json", HelpText = "Print one JSON object on stdout.")]
     public bool Json { get; set; }
 }
@@ -33,7 +37,7 @@ public static class EvalCommand
         if (o.Windows is <= 0) throw new PrunerZeroException($"--windows must be positive, got {o.Windows}");
         string modelDir = Defaults.Model(o.Model);
         string dataPath = Defaults.Dataset(o.Dataset);
-        new VerbPaths().InputFolder("--model", modelDir).InputFile("--dataset", dataPath);   // no output; devices and FIFOs refused
+        new VerbPaths().InputFolder("--model", modelDir).InputFolder("--adapter", o.Adapter).InputFile("--dataset", dataPath);   // no output; devices and FIFOs refused
         var progress = new ProgressLine();
 
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
@@ -46,7 +50,9 @@ public static class EvalCommand
         Console.Error.WriteLine($"memory: {LlamaModel.Gib(weightBytes)} of weights (held as stored, {config.TorchDtype}) + about {LlamaModel.Gib(LlamaModel.ActivationBytes(config, seqlen))} for one window's activations and one block in float32");
 
         using var model = Checkpoint.Load(modelDir, progress, keepDtype: true);
-        var r = Perplexity.Evaluate(model, modelDir, tokens, bytes, Path.GetFileName(dataPath), seqlen, o.Windows, progress);
+        using var adapter = o.Adapter is null ? null : LoraAdapters.Load(o.Adapter, model);
+        adapter?.Attach(model);
+        var r = Perplexity.Evaluate(model, o.Adapter is null ? modelDir : $"{modelDir} + adapter {o.Adapter}", tokens, bytes, Path.GetFileName(dataPath), seqlen, o.Windows, progress);
         progress.Done();
         if (o.Json)
         {

@@ -11,7 +11,7 @@ public static class Program
         var parser = new Parser(s => { s.HelpWriter = Console.Error; s.CaseInsensitiveEnumValues = true; });
         try
         {
-            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions, StatsOptions, AllocateOptions>(args).MapResult(
+            return parser.ParseArguments<EvalOptions, PruneOptions, ScoreOptions, SearchOptionsCli, BenchOptions, ZeroShotOptions, TrainOptionsCli, WorkerOptions, SynthOptions, StatsOptions, AllocateOptions, FinetuneOptionsCli>(args).MapResult(
                 (EvalOptions o) => EvalCommand.Run(o),
                 (ZeroShotOptions o) => ZeroShotCommand.Run(o),
                 (SearchOptionsCli o) => SearchCommand.Run(o),
@@ -23,6 +23,7 @@ public static class Program
                 (SynthOptions o) => SynthCommand.Run(o),
                 (StatsOptions o) => StatsCommand.Run(o),
                 (AllocateOptions o) => AllocateCommand.Run(o),
+                (FinetuneOptionsCli o) => FinetuneCommand.Run(o),
                 _ => 2);
         }
         catch (UserError e)

@@ -1,5 +1,6 @@
 using CommandLine;
 using PrunerZero.Runtime;
+using PrunerZero.Runtime.Training;
 using PrunerZero.Runtime.ZeroShot;
 
 namespace PrunerZero.Cli;
@@ -25,6 +26,9 @@ public sealed class ZeroShotOptions
     [Option("batch-tokens", Default = ZeroShotEvaluator.DefaultBatchTokens, HelpText = "Budget of B·T tokens per forward (at least one whole item is batched).")]
     public int BatchTokens { get; set; }
 
+    [Option("adapter", HelpText = "A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors) applied to the model, scaled by alpha / r.")]
+    public string? Adapter { get; set; }
+
     [Option("json", HelpText = "Print one JSON object on stdout.")]
     public bool Json { get; set; }
 }
@@ -38,26 +42,29 @@ public static class ZeroShotCommand
         if (o.Limit is <= 0) throw new PrunerZeroException($"--limit must be positive, got {o.Limit}");
         if (o.BatchTokens <= 0) throw new PrunerZeroException($"--batch-tokens must be positive, got {o.BatchTokens}");
         string modelDir = Defaults.Model(o.Model);
-        CliPaths.TaskFiles(new VerbPaths().InputFolder("--model", modelDir).InputFolder("--data", o.Data), "--tasks", o.Tasks);
+        CliPaths.TaskFiles(new VerbPaths().InputFolder("--model", modelDir).InputFolder("--adapter", o.Adapter).InputFolder("--data", o.Data), "--tasks", o.Tasks);
         var progress = new ProgressLine();
         var config = LlamaConfig.Load(Path.Combine(Checkpoint.RequireDirectoryAnd(modelDir), "config.json"));
         var tokenizer = TextTokenizer.Load(modelDir, config);
         var tasks = LoadTasks(o.Tasks, o.Data);          // refuse bad task names or files before loading weights
 
         using var model = Checkpoint.Load(modelDir, progress);
+        using var adapter = o.Adapter is null ? null : LoraAdapters.Load(o.Adapter, model);
+        adapter?.Attach(model);
         var report = ZeroShotEvaluator.Run(model, tokenizer, tasks, o.Limit, progress, o.Bos, o.BatchTokens);
         progress.Done();
         if (o.Json)
         {
             var json = report.ToJson();
             json["model"] = modelDir;
+            json["adapter"] = o.Adapter;
             json["bos"] = o.Bos;
             json["batch_tokens"] = o.BatchTokens;
             Console.WriteLine(json.ToJsonString());
         }
         else
         {
-            Console.WriteLine($"model={modelDir} bos={(o.Bos ? "yes" : "no")} batch_tokens={o.BatchTokens}");
+            Console.WriteLine($"model={modelDir}{(o.Adapter is null ? "" : $" adapter={o.Adapter}")} bos={(o.Bos ? "yes" : "no")} batch_tokens={o.BatchTokens}");
             Console.WriteLine(report.Describe());
         }
         return 0;

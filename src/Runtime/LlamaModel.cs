@@ -30,6 +30,15 @@ public static class LinearKinds
 }
 
 /// <summary>
+/// Extra math on a block's linear layer (a LoRA adapter): given the layer's input x and its output y = x·Wᵀ, the
+/// output to use instead. The one hook <see cref="LlamaModel.Linear"/> consults.
+/// </summary>
+public interface ILinearAdapter
+{
+    Tensor Apply(LinearKind kind, Tensor x, Tensor y);
+}
+
+/// <summary>
 /// One decoder block's weights, [out, in] as nn.Linear stores them, in the dtype they are held in (the
 /// checkpoint's for pruning and evaluation, float32 for training). Math always runs on a float32 view:
 /// <see cref="Float32"/>.
@@ -53,6 +62,8 @@ public sealed class LlamaBlock : IDisposable
     public int? Window { get; init; }
 
     public Tensor? Bias(LinearKind k) => Biases[(int)k];
+    /// <summary>Applied after each linear layer when set (LoRA); travels with the float32 working copies.</summary>
+    public ILinearAdapter? Adapter { get; set; }
 
     public Tensor this[LinearKind k] => k switch
     {
@@ -76,6 +87,7 @@ public sealed class LlamaBlock : IDisposable
         QNorm = QNorm is null ? null : f(QNorm, true),
         KNorm = KNorm is null ? null : f(KNorm, true),
         Window = Window,
+        Adapter = Adapter,
     };
 
     public bool IsFloat32 => All.All(t => t.dtype == ScalarType.Float32);
@@ -279,6 +291,13 @@ public sealed class LlamaModel : IDisposable
     public Tensor BlockForward(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null) =>
         MlpHalf(b, AttentionHalf(b, h, cos, sin, onLinearInput), onLinearInput);
 
+    /// <summary>A block's linear layer on x: x·Wᵀ + bias (when the family has one), then the block's adapter (LoRA) when it has one.</summary>
+    public static Tensor Linear(LlamaBlock b, LinearKind kind, Tensor x)
+    {
+        var y = nn.functional.linear(x, b[kind], b.Bias(kind));
+        return b.Adapter is { } a ? a.Apply(kind, x, y) : y;
+    }
+
     /// <summary>The attention half of a block: h + o_proj(attention(RMSNorm(h))). Uses InputNorm, Q, K, V, O.</summary>
     public Tensor AttentionHalf(LlamaBlock b, Tensor h, Tensor cos, Tensor sin, Action<LinearKind, Tensor>? onLinearInput = null)
     {
@@ -287,14 +306,14 @@ public sealed class LlamaModel : IDisposable
 
         var x = RmsNorm(h, b.InputNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Q, x); onLinearInput(LinearKind.K, x); onLinearInput(LinearKind.V, x); }
-        var q = nn.functional.linear(x, b.Q, b.Bias(LinearKind.Q)).view(bsz, t, nh, d);    // (B, T, H, D)
-        var k = nn.functional.linear(x, b.K, b.Bias(LinearKind.K)).view(bsz, t, nkv, d);   // (B, T, KV, D)
+        var q = Linear(b, LinearKind.Q, x).view(bsz, t, nh, d);    // (B, T, H, D)
+        var k = Linear(b, LinearKind.K, x).view(bsz, t, nkv, d);   // (B, T, KV, D)
         // Qwen3: q_norm / k_norm, RMSNorm over each head's D before RoPE.
         if (b.QNorm is not null) q = RmsNorm(q, b.QNorm);
         if (b.KNorm is not null) k = RmsNorm(k, b.KNorm);
         q = q.transpose(1, 2);                                                             // (B, H, T, D)
         k = k.transpose(1, 2);                                                             // (B, KV, T, D)
-        var v = nn.functional.linear(x, b.V, b.Bias(LinearKind.V)).view(bsz, t, nkv, d).transpose(1, 2);
+        var v = Linear(b, LinearKind.V, x).view(bsz, t, nkv, d).transpose(1, 2);
         q = q.mul(cos).Plus(RotateHalf(q).mul(sin));
         k = k.mul(cos).Plus(RotateHalf(k).mul(sin));
         if (nh != nkv)
@@ -310,7 +329,7 @@ public sealed class LlamaModel : IDisposable
             : nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);  // (B, H, T, D)
         attn = attn.transpose(1, 2).reshape(bsz, t, nh * d);
         onLinearInput?.Invoke(LinearKind.O, attn);
-        return h.Plus(nn.functional.linear(attn, b.O, b.Bias(LinearKind.O)));
+        return h.Plus(Linear(b, LinearKind.O, attn));
     }
 
     /// <summary>The boolean (T, T) mask of sliding-window causal attention: true where 0 &lt;= i - j &lt; window.</summary>
@@ -328,9 +347,9 @@ public sealed class LlamaModel : IDisposable
     {
         var x = RmsNorm(h, b.PostNorm);
         if (onLinearInput != null) { onLinearInput(LinearKind.Gate, x); onLinearInput(LinearKind.Up, x); }
-        var act = nn.functional.silu(nn.functional.linear(x, b.Gate, b.Bias(LinearKind.Gate))).mul(nn.functional.linear(x, b.Up, b.Bias(LinearKind.Up)));
+        var act = nn.functional.silu(Linear(b, LinearKind.Gate, x)).mul(Linear(b, LinearKind.Up, x));
         onLinearInput?.Invoke(LinearKind.Down, act);
-        return h.Plus(nn.functional.linear(act, b.Down, b.Bias(LinearKind.Down)));
+        return h.Plus(Linear(b, LinearKind.Down, act));
     }
 
     /// <summary>Token embeddings for ids (B, T).</summary>

@@ -152,6 +152,7 @@ public class OptionsMatterTests : TorchGuarded
                      "--screen-windows", "1", "--report-top", "1", "--top-k", "3"],
         "stats" => ["stats", .. e.Common.Where((_, i) => i is < 4 or > 5), "--top", "2", "--json"],
         "train" => ["train", "--out", "{OUT}/m", "--config", "micro", "--steps", "3", "--data", e.Calib, "--no-eval"],
+        "finetune" => ["finetune", "--model", e.Model, "--out", "{OUT}/a", "--data", e.Calib, "--dataset", e.Wiki, "--seqlen", "16", "--batch", "2", "--steps", "2", "--lr", "0.01"],
         "synth" => ["synth", "--preset", "tiny", "--layers", "1", "--dtype", "f32", "--out", "{OUT}/s"],
         "worker" => ["worker", .. e.Common, "--dataset", e.Wiki, "--cluster", "localhost:43111"],
         "allocate" => ["allocate", .. e.Common, "--run", "{OUT}/run", "--sparsity", "0.7", "--generations", "2", "--offspring", "2", "--stages", "1x2,2x1"],
@@ -209,6 +210,8 @@ public class OptionsMatterTests : TorchGuarded
         Add("zeroshot", "bos", Adds("zeroshot", "--bos"));
         Add("zeroshot", "batch-tokens", Adds("zeroshot", "--batch-tokens", "64"));
         Add("zeroshot", "json", Differs(e => Base("zeroshot", e)[..^1], e => Base("zeroshot", e)));
+        Add("zeroshot", "adapter", (e, r) => r.Fingerprint(Base("zeroshot", e)) == r.Fingerprint([.. Base("zeroshot", e), "--adapter", Adapter(e)]) ? "--adapter changed nothing" : null);
+        Add("eval", "adapter", (e, r) => r.Fingerprint(Base("eval", e)) == r.Fingerprint([.. Base("eval", e), "--adapter", Adapter(e)]) ? "--adapter changed nothing" : null);
 
         foreach (var (o, c) in Setup("prune")) Add("prune", o, c);
         Add("prune", "metric", Changes("prune", "--metric", _ => "magnitude"));
@@ -350,6 +353,37 @@ public class OptionsMatterTests : TorchGuarded
             return x2 == 1 && x3 == 0 && err3.Contains("resumed at step") ? null : $"--resume made no difference: {err2}\n{err3}";
         });
 
+        Add("finetune", "model", Changes("finetune", "--model", e => e.Model2));
+        Add("finetune", "out", Changes("finetune", "--out", _ => "{OUT}/b"));
+        Add("finetune", "rank", Adds("finetune", "--rank", "4"));
+        Add("finetune", "alpha", Adds("finetune", "--alpha", "32"));
+        Add("finetune", "dropout", Adds("finetune", "--dropout", "0.5"));
+        Add("finetune", "targets", Adds("finetune", "--targets", "q,k,gate"));
+        Add("finetune", "data", Changes("finetune", "--data", e => e.Calib2));
+        Add("finetune", "dataset", Differs(e => [.. Base("finetune", e), "--eval-every", "2"], e => [.. Set(Base("finetune", e), "--dataset", e.Wiki2), "--eval-every", "2"]));
+        Add("finetune", "seqlen", Changes("finetune", "--seqlen", _ => "8"));
+        Add("finetune", "batch", Changes("finetune", "--batch", _ => "1"));
+        Add("finetune", "grad-accum", Adds("finetune", "--grad-accum", "2"));
+        Add("finetune", "lr", Changes("finetune", "--lr", _ => "0.001"));
+        Add("finetune", "steps", Changes("finetune", "--steps", _ => "3"));
+        Add("finetune", "tokens", Differs(e => [.. Without(Base("finetune", e), "--steps"), "--tokens", "32"], e => [.. Without(Base("finetune", e), "--steps"), "--tokens", "96"]));
+        Add("finetune", "warmup", Adds("finetune", "--warmup", "1"));
+        Add("finetune", "seed", Adds("finetune", "--seed", "9"));
+        Add("finetune", "eval-every", Adds("finetune", "--eval-every", "1"));
+        // Only the latest checkpoint is kept, so the files at the end are the same: the plan.
+        Add("finetune", "checkpoint-every", Plan<FinetuneOptionsCli>(o => FinetuneCommand.Plan(o), e => Base("finetune", e), e => [.. Base("finetune", e), "--checkpoint-every", "1"]));
+        Add("finetune", "merge", Adds("finetune", "--merge", "masked"));
+        Add("finetune", "resume", (e, _) =>
+        {
+            string dir = Path.Combine(TestCheckpoints.TempDir("ft-resume"), "a");
+            string[] args = [.. Set(Base("finetune", e), "--out", dir)];
+            var (x1, _, err1) = CliRunner.Run(args);
+            if (x1 != 0) return err1;
+            var (x2, _, err2) = CliRunner.Run(args);
+            var (x3, _, err3) = CliRunner.Run([.. args, "--resume"]);
+            return x2 == 1 && x3 == 0 && err3.Contains("resumed at step 2/2") ? null : $"--resume made no difference: {err2}\n{err3}";
+        });
+
         Add("synth", "preset", Plan<SynthOptions>(o => SynthCommand.Plan(o), e => Base("synth", e), e => [.. Base("synth", e).Select(a => a == "tiny" ? "llama-7b" : a)]));
         Add("synth", "layers", Changes("synth", "--layers", _ => "2"));
         Add("synth", "dtype", Changes("synth", "--dtype", _ => "bf16"));
@@ -434,6 +468,17 @@ public class OptionsMatterTests : TorchGuarded
     }
 
     /// <summary>The arguments with the value of <paramref name="flag"/> set (added when absent).</summary>
+    /// <summary>A LoRA adapter (non-zero B) for the tiny test checkpoint, made once by `finetune`.</summary>
+    static string Adapter(Env e)
+    {
+        if (_adapter.TryGetValue(e.Model, out var dir)) return dir;
+        dir = Path.Combine(TestCheckpoints.TempDir("opt-adapter"), "a");
+        var (exit, _, err) = CliRunner.Run([.. Base("finetune", e).Select(a => a == "{OUT}/a" ? dir : a), "--targets", "q,k,v,o,gate,up,down"]);
+        if (exit != 0) throw new Xunit.Sdk.XunitException(err);
+        return _adapter[e.Model] = dir;
+    }
+    static readonly Dictionary<string, string> _adapter = new();
+
     static string[] Set(string[] args, string flag, string value)
     {
         var l = args.ToList();

@@ -187,7 +187,7 @@ public static class LlamaTrainer
         log.WriteLine($"trained {steps} steps, {steps * tokensPerStep} tokens seen, final loss {final:0.0000} (mean of the last 50 steps)");
     }
 
-    static IEnumerable<string> LoadTexts(string path) =>
+    internal static IEnumerable<string> LoadTexts(string path) =>
         path.EndsWith(".raw", StringComparison.OrdinalIgnoreCase)
             ? [TextData.JoinRows(TextData.WikiTextRows(path))]
             : TextData.CalibrationDocuments(path);
