@@ -210,7 +210,7 @@ public class FamilyTests : TorchGuarded
         PruneReport report;
         if (method == "sparsegpt")
         {
-            using var obs = new ObsHook(true);
+            using var obs = new ObsUpdate(true);
             report = pruner.PruneSequential(model, calib, null, Metrics.Magnitude, target, obs: obs);
         }
         else report = pruner.PruneSequential(model, calib, null, Metrics.Resolve(method), target);
