@@ -111,6 +111,13 @@ public static class LoraFinetune
         using var model = Checkpoint.Load(o.ModelDir, progress, keepDtype: true);
         using var lora = LoraAdapters.Create(model, o.Lora, o.Seed);
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), WeightDecay: 0.0)], beta1: 0.9, beta2: 0.999, eps: 1e-8);
+        // A sparse base (zeros in an adapted linear) trains the update masked by its nonzeros, so the trained forward is
+        // that of the --merge masked checkpoint; the adapter records it (safetensors metadata) for eval --adapter.
+        int masked = LoraAdapters.HasZeros(model, o.Lora) ? lora.MaskUpdate(model) : 0;
+        recipe["update_mask"] = masked > 0 ? LoraAdapters.UpdateMaskValue : "none";
+        log.WriteLine(masked > 0
+            ? $"update mask: the base is sparse, so {masked} of {model.Blocks.Count * o.Lora.Targets.Count} target linears train y = W·x + alpha/r·((B·A) ⊙ (W ≠ 0))·x (the forward of the --merge masked checkpoint; the others have no zero)"
+            : "update mask: none (no target linear of the base has a zero); y = W·x + alpha/r·B·A·x");
         lora.Attach(model);
         long trainable = lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
         // Memory: the frozen base as stored, four float32 copies of the adapters (value, gradient, two moments), and with
