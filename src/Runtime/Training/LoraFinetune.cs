@@ -43,7 +43,8 @@ public sealed record FinetuneResult(int Steps, long TokensSeen, double TrainSeco
 /// LoRA recovery fine-tuning of a (pruned) checkpoint, as the paper and Wanda's lora_ft do after pruning: the base
 /// frozen in its dtype, adapters (A, B float32) trained with the autoregressive loss by AdamW (torch's defaults
 /// β = (0.9, 0.999), ε = 1e-8, no weight decay: Hugging Face Trainer's), linear warm-up then linear decay to zero
-/// (Trainer's "linear" schedule), gradients clipped at norm 1.
+/// (Trainer's "linear" schedule), gradients clipped at norm 1. A sparse base (a zero in an adapted linear) trains the
+/// update masked by its nonzeros (<see cref="LoraAdapters.MaskUpdate"/>), so the trained model is the --merge masked one.
 /// Data: the documents tokenized into one stream cut into blocks of seqlen (run_clm's group_texts), each epoch in the
 /// order of a permutation drawn from (seed, epoch); dropout masks from (seed, step, micro-batch, block). Activation
 /// checkpointing per block (<see cref="CheckpointedBackward"/>). So the batches
