@@ -257,6 +257,9 @@ public sealed class LoraAdapters : IDisposable
         return _masks.Count;
     }
 
+    /// <summary>Bytes the update masks hold (one bool per weight of a masked target).</summary>
+    public long MaskBytes => _masks.Values.Sum(m => m.NumberOfElements);
+
     /// <summary>Whether a model's target linears have any zero (then <see cref="MaskUpdate"/> masks them).</summary>
     public static bool HasZeros(LlamaModel model, LoraConfig config)
     {

@@ -114,10 +114,10 @@ public static class LoraFinetune
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), WeightDecay: 0.0)], beta1: 0.9, beta2: 0.999, eps: 1e-8);
         // A sparse base (zeros in an adapted linear) trains the update masked by its nonzeros, so the trained forward is
         // that of the --merge masked checkpoint; the adapter records it (safetensors metadata) for eval --adapter.
-        int masked = LoraAdapters.HasZeros(model, o.Lora) ? lora.MaskUpdate(model) : 0;
+        int masked = LoraAdapters.HasZeros(model, o.Lora) ? lora.MaskUpdate(model) : 0, targetLinears = model.Blocks.Count * o.Lora.Targets.Count;
         recipe["update_mask"] = masked > 0 ? LoraAdapters.UpdateMaskValue : "none";
         log.WriteLine(masked > 0
-            ? $"update mask: the base is sparse, so {masked} of {model.Blocks.Count * o.Lora.Targets.Count} target linears train y = W·x + alpha/r·((B·A) ⊙ (W ≠ 0))·x (the forward of the --merge masked checkpoint; the others have no zero)"
+            ? $"update mask: the base is sparse, so {masked} of {targetLinears} target linears train y = W·x + alpha/r·((B·A) ⊙ (W ≠ 0))·x (the forward of the --merge masked checkpoint{(masked < targetLinears ? $"; the other {targetLinears - masked} have no zero" : "")})"
             : "update mask: none (no target linear of the base has a zero); y = W·x + alpha/r·B·A·x");
         lora.Attach(model);
         long trainable = lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
@@ -125,9 +125,11 @@ public static class LoraFinetune
         // activation checkpointing one block's float32 weights and activations (or the float32 head) plus every block's input.
         long adapterBytes = 4 * 4 * lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
         long blockBytes = 4 * model.Blocks[0].All.Sum(w => w.NumberOfElements);
-        long stepBytes = Math.Max(blockBytes, 4 * model.LmHead.NumberOfElements) + o.Batch * LlamaModel.ActivationBytes(config, seqlen)
+        // A masked update materialises (B·A) ⊙ M in float32 for each masked target of the block being back-propagated (and its gradient).
+        long stepBytes = Math.Max(blockBytes * (masked > 0 ? 3 : 1), 4 * model.LmHead.NumberOfElements) + o.Batch * LlamaModel.ActivationBytes(config, seqlen)
             + 4L * o.Batch * seqlen * config.HiddenSize * config.NumLayers;
-        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments + about {LlamaModel.Gib(stepBytes)} for one step (activation checkpointing per block)");
+        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments"
+            + (masked > 0 ? $" + {LlamaModel.Gib(lora.MaskBytes)} update masks" : "") + $" + about {LlamaModel.Gib(stepBytes)} for one step (activation checkpointing per block)");
         log.WriteLine($"LoRA r={o.Lora.Rank} alpha={o.Lora.Alpha} dropout={o.Lora.Dropout} on {string.Join(",", o.Lora.Targets.Select(LoraConfig.ModuleName))}: {trainable} trainable parameters (float32); base frozen in {model.WeightDtype}");
 
         string ckptDir = Path.Combine(o.OutDir, CheckpointDir);
