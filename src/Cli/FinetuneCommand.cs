@@ -4,7 +4,7 @@ using PrunerZero.Runtime.Training;
 
 namespace PrunerZero.Cli;
 
-[Verb("finetune", HelpText = "LoRA recovery fine-tuning of a (pruned) checkpoint; writes a PEFT adapter (and with --merge masked a merged checkpoint that keeps every zero).")]
+[Verb("finetune", HelpText = "LoRA recovery fine-tuning of a (pruned) checkpoint; on a sparse base the update is trained masked by W != 0; writes a PEFT adapter (and with --merge masked a merged checkpoint that keeps every zero and computes the trained forward).")]
 public sealed class FinetuneOptionsCli
 {
     [Option("model", HelpText = "Checkpoint folder to fine-tune (default: the embedded model); its weights stay frozen in their dtype.")]

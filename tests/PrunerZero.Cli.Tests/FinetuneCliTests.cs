@@ -47,6 +47,11 @@ public class FinetuneCliTests : TorchGuarded
         Assert.Contains("--merge 'full'", e4);
     }
 
+    /// <summary>
+    /// On a sparse base the update trains masked by W ≠ 0, so the trained forward (the evaluation finetune makes at its
+    /// last step), the merged-masked checkpoint and eval --adapter on the pruned base (the adapter records the mask) are
+    /// one function.
+    /// </summary>
     [Fact]
     public void MergeMaskedKeepsEveryZeroOfAPrunedModel()
     {
@@ -56,8 +61,9 @@ public class FinetuneCliTests : TorchGuarded
         var (x1, _, e1) = CliRunner.Run(["prune", .. PipelineTests.PruneCommon(s), "--metric", "wanda", "--out", pruned]);
         Assert.True(x1 == 0, e1);
         string outDir = Path.Combine(root, "adapter");
-        var (x2, _, e2) = CliRunner.Run(Finetune(s, pruned, outDir));
+        var (x2, _, e2) = CliRunner.Run([.. Finetune(s, pruned, outDir), "--eval-every", "3"]);
         Assert.True(x2 == 0, e2);
+        Assert.Contains("update mask: the base is sparse, so 14 of 14 target linears", e2);
         Assert.Contains("merge masked: layer 1 mlp.down_proj    sparsity 50.0000% -> 50.0000%", e2);
         var before = Checkpoint.Entries(pruned).ToDictionary(e => e.Entry.Name);
         int compared = 0;
@@ -73,5 +79,15 @@ public class FinetuneCliTests : TorchGuarded
             compared++;
         }
         Assert.Equal(14, compared);
+
+        var evals = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "finetune.json"))).RootElement.GetProperty("perplexity");
+        double before0 = evals[0][1].GetDouble(), trained = evals[evals.GetArrayLength() - 1][1].GetDouble();
+        Assert.Equal(3, evals[evals.GetArrayLength() - 1][0].GetInt32());
+        string[] eval = ["eval", "--dataset", s.Wiki, "--json"];
+        double merged = Perplexity([.. eval, "--model", Path.Combine(outDir, "merged")]);
+        double adapted = Perplexity([.. eval, "--model", pruned, "--adapter", outDir]);
+        Assert.True(Math.Abs(trained - before0) > 1e-3, $"training changed nothing: {trained} vs {before0}");
+        Assert.True(Math.Abs(merged - trained) / trained < 1e-5, $"the merged-masked checkpoint {merged} vs the trained forward {trained}");
+        Assert.True(Math.Abs(adapted - trained) / trained < 1e-5, $"eval --adapter {adapted} vs the trained forward {trained}");
     }
 }

@@ -86,6 +86,106 @@ public class LoraTests : TorchGuarded
         Assert.True(maxErr < 1e-4, $"max |logit error| {maxErr}");
     }
 
+    /// <summary>Zeros every weight of the given linears whose index is ≡ 0 or 1 (mod 4): a 50% mask, different in every row.</summary>
+    static void Prune(LlamaModel model, IEnumerable<LinearKind> kinds)
+    {
+        using var four = 4.ToScalar();
+        using var two = 2.ToScalar();
+        using var _ = no_grad();
+        foreach (var b in model.Blocks)
+            foreach (var k in kinds)
+            {
+                using var scope = NewDisposeScope();
+                var keep = TorchOps.Arange(0, b[k].NumberOfElements).remainder(four).ge(two).reshape(b[k].shape);
+                b[k].copy_(where(keep, b[k], zeros_like(b[k])));
+            }
+    }
+
+    /// <summary>A checkpoint like <see cref="TestCheckpoints.Write"/>'s with every linear but gate pruned by <see cref="Prune"/>.</summary>
+    static string WritePruned(int seed)
+    {
+        string dense = TestCheckpoints.Write(TestCheckpoints.Config(), seed: seed);
+        string dir = TestCheckpoints.TempDir("pruned");
+        using var model = Checkpoint.Load(dense, keepDtype: true);
+        Prune(model, LinearKinds.All.Where(k => k != LinearKind.Gate));
+        Checkpoint.Save(model, dir, dense, model.WeightDtype);
+        return dir;
+    }
+
+    [Fact]
+    public void MaskedUpdateForwardEqualsTheMergedMaskedModel()
+    {
+        string dir = TestCheckpoints.Write(TestCheckpoints.Config(), seed: 21);
+        using var model = Checkpoint.Load(dir);
+        var pruned = LinearKinds.All.Where(k => k != LinearKind.Gate).ToList();   // gate stays dense: its update is not masked
+        Prune(model, pruned);
+        using var lora = LoraAdapters.Create(model, AllTargets, seed: 7);
+        RandomizeB(lora, 11);
+        Assert.True(LoraAdapters.HasZeros(model, AllTargets));
+        Assert.Equal(model.Blocks.Count * pruned.Count, lora.MaskUpdate(model));
+        lora.Attach(model);
+        float[] got;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+            got = TestCheckpoints.Floats(model.Forward(tensor(Ids.Select(i => (long)i).ToArray(), [1, Ids.Length])));
+        LoraAdapters.Detach(model);
+
+        // Independent: the merged-masked weights (W + s·B·A) ⊙ (W ≠ 0) built in double loops, then the plain double
+        // forward; and the unmasked merge W + s·B·A, which the masked forward must not be.
+        var masked = new List<Dictionary<LinearKind, double[]>>();
+        var unmasked = new List<Dictionary<LinearKind, double[]>>();
+        for (int l = 0; l < model.Blocks.Count; l++)
+        {
+            masked.Add(new());
+            unmasked.Add(new());
+            foreach (var k in LinearKinds.All)
+            {
+                using var scope = NewDisposeScope();
+                var w = model.Blocks[l][k];
+                var (a, b) = lora[l, k];
+                var wd = D(w);
+                var m = MergedPlain(wd, D(a), D(b), w.shape[0], w.shape[1], AllTargets.Rank, AllTargets.Scaling);
+                unmasked[l][k] = m;
+                masked[l][k] = m.Select((x, i) => wd[i] == 0 ? 0 : x).ToArray();
+                if (k != LinearKind.Gate) Assert.Contains(0.0, wd);
+            }
+        }
+        double[][] Logits(List<Dictionary<LinearKind, double[]>> weights)
+        {
+            using var copy = Checkpoint.Load(dir);
+            using (no_grad())
+                for (int l = 0; l < copy.Blocks.Count; l++)
+                    foreach (var k in LinearKinds.All)
+                    {
+                        using var scope = NewDisposeScope();
+                        copy.Blocks[l][k].copy_(tensor(weights[l][k].Select(x => (float)x).ToArray(), copy.Blocks[l][k].shape));
+                    }
+            return new PlainLlama(copy).Logits(Ids);
+        }
+        var want = Logits(masked);
+        var dense = Logits(unmasked);
+        int v = model.Config.VocabSize;
+        double maxErr = 0, maxDelta = 0;
+        for (int p = 0; p < Ids.Length; p++)
+            for (int j = 0; j < v; j++)
+            {
+                maxErr = Math.Max(maxErr, Math.Abs(got[p * v + j] - want[p][j]));
+                maxDelta = Math.Max(maxDelta, Math.Abs(want[p][j] - dense[p][j]));
+            }
+        Assert.True(maxDelta > 1e-2, $"masking the update barely changes the logits ({maxDelta}): the test would not see a missing mask");
+        Assert.True(maxErr < 1e-4, $"max |logit error| {maxErr}");
+
+        // The merge of the same adapter gives the same model: MergeMasked's weights are the masked ones.
+        lora.MergeMasked(model);
+        for (int l = 0; l < model.Blocks.Count; l++)
+            foreach (var k in LinearKinds.All)
+            {
+                var mw = D(model.Blocks[l][k]);
+                for (int i = 0; i < mw.Length; i++)
+                    Assert.True(Math.Abs(mw[i] - masked[l][k][i]) <= 1e-5 * Math.Max(1, Math.Abs(masked[l][k][i])), $"layer {l} {k}[{i}]");
+            }
+    }
+
     [Fact]
     public void OneLinearIsWxPlusScaledBAx()
     {
@@ -141,14 +241,21 @@ public class LoraTests : TorchGuarded
         }
     }
 
-    [Fact]
-    public void GradientsFlowOnlyIntoAAndB()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GradientsFlowOnlyIntoAAndB(bool maskedUpdate)
     {
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(dtype: "bfloat16"), seed: 14);
         using var model = Checkpoint.Load(dir, keepDtype: true);
         Assert.Equal(ScalarType.BFloat16, model.WeightDtype);
         using var lora = LoraAdapters.Create(model, new LoraConfig(4, 8, 0.1, [LinearKind.Q, LinearKind.V, LinearKind.Down]), seed: 2);
         RandomizeB(lora, 7);
+        if (maskedUpdate)
+        {
+            Prune(model, LinearKinds.All);
+            Assert.Equal(model.Blocks.Count * 3, lora.MaskUpdate(model));
+        }
         lora.Attach(model);
         var before = model.NamedTensors().Select(nt => (nt.Name, Bytes: TestCheckpoints.Floats(nt.Tensor))).ToList();
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), 0.0)]);
@@ -218,17 +325,7 @@ public class LoraTests : TorchGuarded
     {
         string dir = TestCheckpoints.Write(TestCheckpoints.Config(dtype: dtype), seed: 15);
         using var model = Checkpoint.Load(dir, keepDtype: true);
-        // Prune: zero every weight whose index is ≡ 0 or 1 (mod 4) (a 50% mask, different in every row).
-        using var four = 4.ToScalar();
-        using var two = 2.ToScalar();
-        using (no_grad())
-            foreach (var b in model.Blocks)
-                foreach (var k in LinearKinds.All)
-                {
-                    using var scope = NewDisposeScope();
-                    var keep = TorchOps.Arange(0, b[k].NumberOfElements).remainder(four).ge(two).reshape(b[k].shape);
-                    b[k].copy_(where(keep, b[k], zeros_like(b[k])));
-                }
+        Prune(model, LinearKinds.All);
         using var lora = LoraAdapters.Create(model, AllTargets, seed: 5);
         RandomizeB(lora, 8);
         var pruned = model.Blocks.Select(b => LinearKinds.All.ToDictionary(k => k, k => D(b[k]))).ToList();
@@ -333,10 +430,13 @@ public class LoraTests : TorchGuarded
         Warmup = 2, Seed = 3, CheckpointEvery = 2, EvalEvery = 3,
     };
 
-    [Fact]
-    public void AResumedRunEndsWithTheSameAdapterAsAnUninterruptedOne()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AResumedRunEndsWithTheSameAdapterAsAnUninterruptedOne(bool sparseBase)
     {
         var (model, data, eval) = FinetuneInputs();
+        if (sparseBase) model = WritePruned(17);
         string whole = TestCheckpoints.TempDir("ft-whole"), split = TestCheckpoints.TempDir("ft-split");
         var r1 = LoraFinetune.Run(Options(model, data, eval, whole), new Progress<string>(), TextWriter.Null);
         Assert.True(r1.Finished);
@@ -352,6 +452,7 @@ public class LoraTests : TorchGuarded
         var log = new StringWriter();
         var r3 = LoraFinetune.Run(Options(model, data, eval, split) with { Resume = true }, new Progress<string>(), log);
         Assert.Contains("resumed at step 4/7", log.ToString());
+        Assert.Contains(sparseBase ? "update mask: the base is sparse, so 6 of 6 target linears" : "update mask: none", log.ToString());
         Assert.True(r3.Finished);
 
         Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "adapter_model.safetensors")), File.ReadAllBytes(Path.Combine(split, "adapter_model.safetensors")));

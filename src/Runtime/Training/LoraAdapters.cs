@@ -118,6 +118,13 @@ public sealed class LoraAdapters : IDisposable
     public LoraConfig Config { get; }
     public int Layers { get; }
     readonly Dictionary<(int Layer, LinearKind Kind), (Tensor A, Tensor B)> _ab = new();
+    readonly Dictionary<(int Layer, LinearKind Kind), Tensor> _masks = new();
+
+    /// <summary>The safetensors metadata entry that records an adapter trained with its update masked by the base's nonzeros (PEFT ignores it).</summary>
+    public const string UpdateMaskKey = "pz_update_mask", UpdateMaskValue = "base_nonzero";
+
+    /// <summary>True when the update is masked: y = x·Wᵀ + s·((B·A) ⊙ (W ≠ 0))·x on every target whose W has zeros (see <see cref="MaskUpdate"/>).</summary>
+    public bool UpdateMasked { get; private set; }
 
     /// <summary>The generator dropout draws from; null: no dropout (evaluation).</summary>
     public Generator? DropoutGenerator { get; set; }
@@ -175,7 +182,9 @@ public sealed class LoraAdapters : IDisposable
         if (!File.Exists(cfgPath)) throw new PrunerZeroException($"{dir}: no {LoraConfig.ConfigFile} (not a PEFT adapter folder)");
         if (!File.Exists(weights)) throw new PrunerZeroException($"{dir}: no {LoraConfig.WeightsFile} (PEFT's adapter_model.bin is not read: convert it to safetensors)");
         var config = LoraConfig.FromPeftJson(cfgPath);
-        var (entries, start) = SafeTensors.ReadHeader(weights);
+        var (entries, start, meta) = SafeTensors.ReadHeaderAndMetadata(weights);
+        string? mask = meta.GetValueOrDefault(UpdateMaskKey);
+        if (mask is not (null or UpdateMaskValue)) throw new PrunerZeroException($"{weights}: metadata {UpdateMaskKey} is '{mask}'; the one known value is '{UpdateMaskValue}'");
         var byName = entries.ToDictionary(e => e.Name);
         var l = new LoraAdapters(config, model.Blocks.Count);
         try
@@ -190,6 +199,7 @@ public sealed class LoraAdapters : IDisposable
             var extra = byName.Keys.Where(key => !l.Named().Any(nt => nt.Name == key)).ToList();
             if (extra.Count > 0)
                 throw new PrunerZeroException($"{weights}: tensors this model or adapter_config.json has no place for: {string.Join(", ", extra.Take(4))}{(extra.Count > 4 ? ", ..." : "")}");
+            if (mask != null) l.MaskUpdate(model);
         }
         catch
         {
@@ -215,9 +225,46 @@ public sealed class LoraAdapters : IDisposable
     {
         Directory.CreateDirectory(dir);
         using (var scope = NewDisposeScope())
-            SafeTensors.Write(Path.Combine(dir, LoraConfig.WeightsFile), Named().Select(nt => (nt.Name, nt.Tensor.detach())).ToList(),
-                new Dictionary<string, string> { ["format"] = "pt" });
+        {
+            var meta = new Dictionary<string, string> { ["format"] = "pt" };
+            if (UpdateMasked) meta[UpdateMaskKey] = UpdateMaskValue;
+            SafeTensors.Write(Path.Combine(dir, LoraConfig.WeightsFile), Named().Select(nt => (nt.Name, nt.Tensor.detach())).ToList(), meta);
+        }
         File.WriteAllText(Path.Combine(dir, LoraConfig.ConfigFile), Config.ToPeftJson(baseModel).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>
+    /// From now on the update of every target whose base weight W has zeros is masked by M = (W ≠ 0) (a bool tensor on W's
+    /// device, computed once here): y = x·Wᵀ + s·((B·A) ⊙ M)·dropout(x), which is x·((W + s·B·A) ⊙ M)ᵀ without dropout,
+    /// the forward of <see cref="MergeMasked"/>'s checkpoint. A target without zeros has M all ones and is left as it is.
+    /// Returns the number of masked targets.
+    /// </summary>
+    public int MaskUpdate(LlamaModel model)
+    {
+        if (model.Blocks.Count != Layers) throw new PrunerZeroException($"the adapter has {Layers} layers, the model {model.Blocks.Count}");
+        UpdateMasked = true;
+        using var _ = no_grad();
+        for (int i = 0; i < Layers; i++)
+            foreach (var k in Config.Targets)
+            {
+                using var scope = NewDisposeScope();
+                var w = model.Blocks[i][k];
+                var nonzero = w.EqualTo(0).logical_not();
+                if (nonzero.all().item<bool>()) continue;
+                if (_masks.Remove((i, k), out var old)) old.Dispose();
+                _masks[(i, k)] = nonzero.DetachFromDisposeScope();
+            }
+        return _masks.Count;
+    }
+
+    /// <summary>Bytes the update masks hold (one bool per weight of a masked target).</summary>
+    public long MaskBytes => _masks.Values.Sum(m => m.NumberOfElements);
+
+    /// <summary>Whether a model's target linears have any zero (then <see cref="MaskUpdate"/> masks them).</summary>
+    public static bool HasZeros(LlamaModel model, LoraConfig config)
+    {
+        using var scope = NewDisposeScope();
+        return model.Blocks.Any(b => config.Targets.Any(k => b[k].EqualTo(0).any().item<bool>()));
     }
 
     /// <summary>Puts the adapters on the model's blocks (its forward applies them from now on).</summary>
@@ -245,7 +292,9 @@ public sealed class LoraAdapters : IDisposable
             var keep = rand(x.shape, ScalarType.Float32, x.device, generator: gen).ge(p);
             input = x.mul(keep).DividedBy(1 - Config.Dropout);
         }
-        var delta = nn.functional.linear(nn.functional.linear(input, ab.A), ab.B);   // (.., R) then (.., O)
+        var delta = _masks.TryGetValue((layer, kind), out var mask)
+            ? nn.functional.linear(input, ab.B.matmul(ab.A).mul(mask))                 // (O, I) materialised, masked
+            : nn.functional.linear(nn.functional.linear(input, ab.A), ab.B);           // (.., R) then (.., O)
         return y.Plus(delta.Times(Config.Scaling));
     }
 
@@ -282,6 +331,8 @@ public sealed class LoraAdapters : IDisposable
     {
         foreach (var (a, b) in _ab.Values) { a.Dispose(); b.Dispose(); }
         _ab.Clear();
+        foreach (var m in _masks.Values) m.Dispose();
+        _masks.Clear();
     }
 
     /// <summary>The hook one block's linears call (<see cref="LlamaModel.Linear"/>).</summary>

@@ -43,7 +43,8 @@ public sealed record FinetuneResult(int Steps, long TokensSeen, double TrainSeco
 /// LoRA recovery fine-tuning of a (pruned) checkpoint, as the paper and Wanda's lora_ft do after pruning: the base
 /// frozen in its dtype, adapters (A, B float32) trained with the autoregressive loss by AdamW (torch's defaults
 /// β = (0.9, 0.999), ε = 1e-8, no weight decay: Hugging Face Trainer's), linear warm-up then linear decay to zero
-/// (Trainer's "linear" schedule), gradients clipped at norm 1.
+/// (Trainer's "linear" schedule), gradients clipped at norm 1. A sparse base (a zero in an adapted linear) trains the
+/// update masked by its nonzeros (<see cref="LoraAdapters.MaskUpdate"/>), so the trained model is the --merge masked one.
 /// Data: the documents tokenized into one stream cut into blocks of seqlen (run_clm's group_texts), each epoch in the
 /// order of a permutation drawn from (seed, epoch); dropout masks from (seed, step, micro-batch, block). Activation
 /// checkpointing per block (<see cref="CheckpointedBackward"/>). So the batches
@@ -111,15 +112,24 @@ public static class LoraFinetune
         using var model = Checkpoint.Load(o.ModelDir, progress, keepDtype: true);
         using var lora = LoraAdapters.Create(model, o.Lora, o.Seed);
         using var optimizer = new AdamW([new AdamW.Group(lora.Named().ToList(), WeightDecay: 0.0)], beta1: 0.9, beta2: 0.999, eps: 1e-8);
+        // A sparse base (zeros in an adapted linear) trains the update masked by its nonzeros, so the trained forward is
+        // that of the --merge masked checkpoint; the adapter records it (safetensors metadata) for eval --adapter.
+        int masked = LoraAdapters.HasZeros(model, o.Lora) ? lora.MaskUpdate(model) : 0, targetLinears = model.Blocks.Count * o.Lora.Targets.Count;
+        recipe["update_mask"] = masked > 0 ? LoraAdapters.UpdateMaskValue : "none";
+        log.WriteLine(masked > 0
+            ? $"update mask: the base is sparse, so {masked} of {targetLinears} target linears train y = W·x + alpha/r·((B·A) ⊙ (W ≠ 0))·x (the forward of the --merge masked checkpoint{(masked < targetLinears ? $"; the other {targetLinears - masked} have no zero" : "")})"
+            : "update mask: none (no target linear of the base has a zero); y = W·x + alpha/r·B·A·x");
         lora.Attach(model);
         long trainable = lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
         // Memory: the frozen base as stored, four float32 copies of the adapters (value, gradient, two moments), and with
         // activation checkpointing one block's float32 weights and activations (or the float32 head) plus every block's input.
         long adapterBytes = 4 * 4 * lora.Named().Sum(nt => nt.Tensor.NumberOfElements);
         long blockBytes = 4 * model.Blocks[0].All.Sum(w => w.NumberOfElements);
-        long stepBytes = Math.Max(blockBytes, 4 * model.LmHead.NumberOfElements) + o.Batch * LlamaModel.ActivationBytes(config, seqlen)
+        // A masked update materialises (B·A) ⊙ M in float32 for each masked target of the block being back-propagated (and its gradient).
+        long stepBytes = Math.Max(blockBytes * (masked > 0 ? 3 : 1), 4 * model.LmHead.NumberOfElements) + o.Batch * LlamaModel.ActivationBytes(config, seqlen)
             + 4L * o.Batch * seqlen * config.HiddenSize * config.NumLayers;
-        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments + about {LlamaModel.Gib(stepBytes)} for one step (activation checkpointing per block)");
+        log.WriteLine($"memory: {LlamaModel.Gib(model.WeightBytes)} of frozen weights + {LlamaModel.Gib(adapterBytes)} adapters, gradients and AdamW moments"
+            + (masked > 0 ? $" + {LlamaModel.Gib(lora.MaskBytes)} update masks" : "") + $" + about {LlamaModel.Gib(stepBytes)} for one step (activation checkpointing per block)");
         log.WriteLine($"LoRA r={o.Lora.Rank} alpha={o.Lora.Alpha} dropout={o.Lora.Dropout} on {string.Join(",", o.Lora.Targets.Select(LoraConfig.ModuleName))}: {trainable} trainable parameters (float32); base frozen in {model.WeightDtype}");
 
         string ckptDir = Path.Combine(o.OutDir, CheckpointDir);
