@@ -89,7 +89,7 @@ public class OwlTests : TorchGuarded
     }
 
     [Fact]
-    public void ProfilesRoundTripAndAreRefusedForAnotherModelOrTarget()
+    public void ProfilesRoundTripAndAreRefusedForAnotherTargetOrShape()
     {
         string dir = TestCheckpoints.TempDir("owl-profile");
         long[] sizes = [32 * 32, 16 * 32, 16 * 32, 32 * 32, 48 * 32, 48 * 32, 32 * 48];
@@ -100,7 +100,8 @@ public class OwlTests : TorchGuarded
         Assert.Equal(a.ToString(), b.ToString());
         Assert.Equal("owl(m=5,lambda=0.08)", b.Method);
 
-        Assert.Contains("another model", Assert.Throws<PrunerZeroException>(() => SparsityAllocation.Load(path, 4, sizes, 0.7, new string('f', 64))).Message);
+        Assert.Null(b.OtherModel);
+        Assert.Equal("ab12" + new string('0', 60), SparsityAllocation.Load(path, 4, sizes, 0.7, new string('f', 64)).OtherModel);   // said, applied by block
         Assert.Contains("not 0.5", Assert.Throws<PrunerZeroException>(() => SparsityAllocation.Load(path, 4, sizes, 0.5, "ab12" + new string('0', 60))).Message);
         Assert.Contains("has 4 sparsities", Assert.Throws<PrunerZeroException>(() => SparsityAllocation.Load(path, 5, sizes, 0.7, "ab12" + new string('0', 60))).Message);
         File.WriteAllText(path, """{"format": "prunerzero-allocation/1", "target": 0.7, "blocks": [0.7, 0.7, 0.7, 0.8]}""");

@@ -183,6 +183,8 @@ public sealed class PruneSession : IDisposable
         _allocation = spec.Kind == "owl" ? Owl(target.Sparsity, spec.M, spec.Lambda)
             : SparsityAllocation.Load(spec.File!, Model.Blocks.Count, KindSizes(), target.Sparsity, ModelSha256);
         _log.WriteLine($"allocation: {_allocation}");
+        if (_allocation.OtherModel is { } other)
+            _log.WriteLine($"note: the allocation profile {spec.File} was made for another model (model_sha256 {other[..Math.Min(12, other.Length)]}…, this one {ModelSha256[..12]}…); it is applied block by block");
         return _allocation;
     }
 

@@ -35,6 +35,9 @@ public sealed class SparsityAllocation
 
     public int Blocks => _sparsity.Length;
 
+    /// <summary>Set when a profile file was made for another model (its model_sha256): applied block by block all the same.</summary>
+    public string? OtherModel { get; init; }
+
     public static SparsityAllocation Uniform(int blocks, double target) =>
         new("uniform", target, Enumerable.Range(0, blocks).Select(_ => LinearKinds.All.Select(_ => target).ToArray()).ToArray());
 
@@ -87,9 +90,10 @@ public sealed class SparsityAllocation
     }
 
     /// <summary>
-    /// Reads a profile written by <see cref="ToJson"/> (or by hand): refused in one line when it is for another model
-    /// (<paramref name="modelSha256"/>), another block count or another target, when a sparsity is missing or out of
-    /// range, or when its weight-weighted mean (weights per linear: <paramref name="kindSizes"/>) misses the target.
+    /// Reads a profile written by <see cref="ToJson"/> (or by hand): refused in one line for another block count or
+    /// another target, when a sparsity is missing or out of range, or when its weight-weighted mean (weights per
+    /// linear: <paramref name="kindSizes"/>) misses the target; made for another model than <paramref name="modelSha256"/>,
+    /// it is marked (<see cref="OtherModel"/>).
     /// </summary>
     public static SparsityAllocation Load(string path, int blocks, IReadOnlyList<long> kindSizes, double target, string modelSha256)
     {
@@ -102,8 +106,7 @@ public sealed class SparsityAllocation
         double fileTarget = JsonTypes.Number(o, "target", file) ?? throw new PrunerZeroException($"{path}: 'target' is missing");
         if (Math.Abs(fileTarget - target) > 1e-9)
             throw new PrunerZeroException($"{path}: the profile is for sparsity {fileTarget}, not {target}");
-        if (JsonTypes.String(o, "model_sha256", file) is { } sha && !string.Equals(sha, modelSha256, StringComparison.OrdinalIgnoreCase))
-            throw new PrunerZeroException($"{path}: the profile was made for another model (model_sha256 {sha[..12]}…, this model {modelSha256[..12]}…)");
+        string? madeFor = JsonTypes.String(o, "model_sha256", file);
         var s = new double[blocks][];
         if (o["blocks"] is JsonArray arr)
         {
@@ -123,7 +126,11 @@ public sealed class SparsityAllocation
                 throw new PrunerZeroException($"{path}: 'linears' has {lin.Count} entries, the model has {blocks * LinearKinds.All.Length} prunable linears");
         }
         else throw new PrunerZeroException($"{path}: needs 'blocks' (one sparsity per block) or 'linears' (one per linear)");
-        var result = new SparsityAllocation(method, target, s);
+        var result = new SparsityAllocation(method, target, s)
+        {
+            // Another model with the same blocks may use a profile (e.g. one searched on a smaller sibling): said, not refused.
+            OtherModel = madeFor is not null && !string.Equals(madeFor, modelSha256, StringComparison.OrdinalIgnoreCase) ? madeFor : null,
+        };
         double mean = result.Overall(kindSizes);
         if (Math.Abs(mean - target) > 1e-6)
             throw new PrunerZeroException($"{path}: the profile prunes {mean:0.######} of the weights overall, not the target {target}");
