@@ -129,7 +129,7 @@ public static class AllocateWorkflow
         md.Append("\n| block | uniform | OWL | allocate |\n|---|---|---|---|\n");
         for (int b = 0; b < best.Blocks; b++)
             md.Append(inv, $"| {b} | {s.Target.Sparsity:0.####} | {owl.BlockSparsity(b):0.####} | {best.BlockSparsity(b):0.####} |\n");
-        md.Append("\nUse the profile with `--allocation allocation.json` on prune, score, search, worker or bench (same model and target).\n");
+        md.Append("\nUse the profile with `--allocation allocation.json` on prune, score, search, worker or bench (same target and block count; another model gets a note).\n");
         File.WriteAllText(F("report.md"), md.ToString());
 
         var plt = new ScottPlot.Plot();
