@@ -26,7 +26,7 @@ public sealed class ZeroShotOptions
     [Option("batch-tokens", Default = ZeroShotEvaluator.DefaultBatchTokens, HelpText = "Budget of B·T tokens per forward (at least one whole item is batched).")]
     public int BatchTokens { get; set; }
 
-    [Option("adapter", HelpText = "A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors) applied to the model, scaled by alpha / r; an adapter finetune trained on a sparse base is masked by the base's nonzeros, as it was trained.")]
+    [Option("adapter", HelpText = "A LoRA adapter folder in PEFT's layout (adapter_config.json, adapter_model.safetensors) applied as PEFT applies it (W·x + alpha/r·B·A·x); for the sparse model an adapter was trained as on a pruned base, evaluate finetune's --merge masked output instead.")]
     public string? Adapter { get; set; }
 
     [Option("json", HelpText = "Print one JSON object on stdout.")]

@@ -199,7 +199,8 @@ public sealed class LoraAdapters : IDisposable
             var extra = byName.Keys.Where(key => !l.Named().Any(nt => nt.Name == key)).ToList();
             if (extra.Count > 0)
                 throw new PrunerZeroException($"{weights}: tensors this model or adapter_config.json has no place for: {string.Join(", ", extra.Take(4))}{(extra.Count > 4 ? ", ..." : "")}");
-            if (mask != null) l.MaskUpdate(model);
+            // The metadata says how the adapter was trained; the forward stays PEFT's (W·x + s·B·A·x), so `eval --adapter`
+            // equals any PEFT implementation. The masked model it was trained as is the --merge masked checkpoint.
         }
         catch
         {
