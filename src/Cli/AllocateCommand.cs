@@ -91,7 +91,8 @@ public static class AllocateCommand
     public static int Run(AllocateOptions o)
     {
         var settings = Settings(o);
-        var paths = CliPaths.Calibration(o);
+        // The session also loads the WikiText-2 text (never evaluated here): an input like the others.
+        var paths = CliPaths.Calibration(o).InputFile("the WikiText-2 text", settings.Session.EvalPath);
         paths.OutputFolder("--cache", settings.Session.CacheDir, subfolder: "gradients");
         paths.OutputFolder("--run", o.Run, AllocateWorkflow.RunFiles);
         Workflows.Setup.CheckModel(settings.Session.ModelDir, o.Seqlen, settings.Target);

@@ -97,6 +97,8 @@ public static class AllocationSearch
             throw new ArgumentException($"the start has {start.Count} sparsities, the model {blocks} blocks", nameof(o));
         var parent = history.Count > 0 ? history[^1].Levels : o.Start is null ? new int[blocks] : Levels(o.Start, o);
         var memo = new Dictionary<(string, int), double>();
+        int evaluations = 0;
+        long windowsSpent = 0;
         double Loss(int[] levels, int windows)
         {
             var key = (string.Join(",", levels), windows);
@@ -104,6 +106,8 @@ public static class AllocationSearch
             {
                 loss = fitness.Loss(Sparsities(levels, o), windows, ct);
                 memo[key] = loss;
+                evaluations++;
+                windowsSpent += windows;
             }
             return loss;
         }
@@ -111,8 +115,8 @@ public static class AllocationSearch
         for (int g = history.Count + 1; g <= o.Generations; g++)
         {
             if (ct.IsCancellationRequested) { stopped = true; break; }
-            int before = memo.Count;
-            long windowsBefore = memo.Keys.Sum(k => (long)k.Item2);
+            int evaluationsBefore = evaluations;
+            long windowsBefore = windowsSpent;
             var candidates = new List<int[]> { parent };
             var seen = new HashSet<string> { string.Join(",", parent) };
             var rng = Rng.For(o.Seed, g, 0, 0);
@@ -140,7 +144,7 @@ public static class AllocationSearch
                 .ThenBy(c => ReferenceEquals(c, parent) ? 0 : 1).First();
             parent = best;
             double loss = Loss(best, lastWindows);
-            var row = new AllocationGeneration(g, best, loss, memo.Count - before, memo.Keys.Sum(k => (long)k.Item2) - windowsBefore);
+            var row = new AllocationGeneration(g, best, loss, evaluations - evaluationsBefore, windowsSpent - windowsBefore);
             store.AddGeneration(row);
             history.Add(row);
             progress?.Report(FormattableString.Invariant(

@@ -22,16 +22,21 @@ public class ForwardTests : TorchGuarded
         var logits = model.Forward(tensor(Ids.Select(i => (long)i).ToArray(), [1, Ids.Length]));
         var got = TestCheckpoints.Floats(logits);
         var want = new PlainLlama(model).Logits(Ids);
-        int v = model.Config.VocabSize;
+        AssertLogitsClose(got, want, model.Config.VocabSize, "llama");
+    }
+
+    /// <summary>Logits (positions × vocab, row-major) within 1e-4 · max(1, max |logit|) of the plain computation, which is not trivially small.</summary>
+    internal static void AssertLogitsClose(float[] got, double[][] want, int vocab, string what)
+    {
         double maxErr = 0, maxAbs = 0;
-        for (int p = 0; p < Ids.Length; p++)
-            for (int j = 0; j < v; j++)
+        for (int p = 0; p < want.Length; p++)
+            for (int j = 0; j < vocab; j++)
             {
-                maxErr = Math.Max(maxErr, Math.Abs(got[p * v + j] - want[p][j]));
+                maxErr = Math.Max(maxErr, Math.Abs(got[p * vocab + j] - want[p][j]));
                 maxAbs = Math.Max(maxAbs, Math.Abs(want[p][j]));
             }
         Assert.True(maxAbs > 0.1, "logits should not be trivially small");
-        Assert.True(maxErr < 1e-4 * Math.Max(1, maxAbs), $"max |logit error| {maxErr} (max |logit| {maxAbs})");
+        Assert.True(maxErr < 1e-4 * Math.Max(1, maxAbs), $"{what}: max |logit error| {maxErr} (max |logit| {maxAbs})");
     }
 
     [Fact]
