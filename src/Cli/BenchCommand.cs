@@ -66,6 +66,17 @@ public static class BenchCommand
         Console.WriteLine($"{"per check: masking (row selection + zeroing)",-56} {mask / n,10:0.000}");
         Console.WriteLine($"{"per check: forward passes (evaluation)",-56} {eval / n,10:0.000}");
         Console.WriteLine($"{"per check: total",-56} {(restore + score + mask + eval) / n,10:0.000}");
+
+        // The evaluation forward itself, on the dense model and the same screen windows.
+        session.RestoreDense();
+        var starts = Perplexity.WindowStarts(session.EvalTokens.Length, session.Seqlen, session.Options.EvalPath, o.ScreenWindows, spread: true);
+        int batch = Perplexity.WindowBatch(cfg, session.Seqlen);
+        var fp = ForwardProfile.Measure(session.Model, session.EvalTokens, session.Seqlen, starts, [.. new[] { 1, 2, 4, 8, batch }.Distinct().Order()]);
+        Console.WriteLine($"forward: {fp.Threads} libtorch threads, {fp.Tokens:N0} tokens ({starts.Length} windows x {session.Seqlen}), {fp.FlopsPerToken / 1e6:0.00} MFLOP of matmul per token");
+        Console.WriteLine($"{"windows per forward",-24} {"tokens/s",10} {"of floor",9}");
+        foreach (var r in fp.Rates)
+            Console.WriteLine($"{r.Batch + (r.Batch == batch ? " (used)" : ""),-24} {r.TokensPerSecond,10:N0} {r.TokensPerSecond / fp.CeilingTokensPerSecond,9:P0}");
+        Console.WriteLine($"floor: sgemm at {fp.GemmFlopsPerSecond / 1e9:0.0} GFLOP/s = {fp.CeilingTokensPerSecond:N0} tokens/s; final norm + head + cross-entropy {fp.HeadShare:P0} of the forward");
         return 0;
     }
 }

@@ -24,6 +24,9 @@ public sealed class SearchOptionsCli : PruningSetupOptions
     [Option("screen-windows", Default = Defaults.ScreenWindows, HelpText = "Windows of the fast fitness, evenly spaced over the test split.")]
     public int ScreenWindows { get; set; }
 
+    [Option("stages", Separator = ',', HelpText = "Staged screening, e.g. 16,128: every child is screened on an even spread of 16 windows first and goes on only while its estimate, less a margin of 3 standard errors, can still beat the population's worst; the last stage is --screen-windows. An estimate, not a proof (see docs/search.md); part of the run's identity. Without it every screen is exact (it still stops a child that provably cannot enter).")]
+    public IEnumerable<int> Stages { get; set; } = [];
+
     [Option("report-top", Default = 10, HelpText = "Leaders re-checked on the full test split and reported.")]
     public int ReportTop { get; set; }
 
@@ -69,7 +72,7 @@ public static class SearchCommand
             Console.WriteLine($"{"base",4}  {b.Screen.Perplexity,10:0.000}  {b.Full.Perplexity,10:0.000}  {b.Name} = {b.Expr}");
         if (report.Best is { } best) Console.WriteLine($"best: {best.Expr}  (full perplexity {best.Full?.Perplexity:0.000})");
         foreach (var tr in report.Transfers) Print(tr);
-        Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}, same mask {report.SameMask}");
+        Console.WriteLine($"evaluations {report.Evaluations} (this process {report.FitnessCalls}), cache hits {report.CacheHits}, same mask {report.SameMask}, stopped early {report.Cut}, forward tokens {report.ForwardTokens:N0}");
         if (outcome.ClusterRates is { } rates) Console.WriteLine(rates);
         foreach (var (kind, path) in report.Files) Console.WriteLine($"{kind}: {path}");
         return 0;
@@ -80,7 +83,7 @@ public static class SearchCommand
     {
         Session = o.Session() with { EvalWindows = null }, Target = target, RunDir = o.Run,
         Population = o.Population, Iterations = o.Iterations, MinDepth = o.MinDepth, MaxDepth = o.MaxDepth, TopK = o.TopK,
-        Mutation = o.Mutation, Seed = o.Seed, Resume = o.Resume, ScreenWindows = o.ScreenWindows, ReportTop = o.ReportTop,
+        Mutation = o.Mutation, Seed = o.Seed, Resume = o.Resume, ScreenWindows = o.ScreenWindows, Stages = [.. o.Stages], ReportTop = o.ReportTop,
         Batch = o.Batch, Cluster = o.Cluster, Wait = o.Wait, TransferModels = [.. o.TransferModels],
     };
 

@@ -12,6 +12,9 @@ public sealed class WorkerOptions : PruningSetupOptions
     [Option("screen-windows", Default = Defaults.ScreenWindows, HelpText = "Windows of the fast fitness; must match the search's.")]
     public int ScreenWindows { get; set; }
 
+    [Option("stages", Separator = ',', HelpText = "The search's --stages; must match the search's.")]
+    public IEnumerable<int> Stages { get; set; } = [];
+
     [Option("name", HelpText = "Name in progress lines and reports (default: HOST:SILO-PORT).")]
     public string? Name { get; set; }
 
@@ -29,10 +32,11 @@ public static class WorkerCommand
         o.Sampling();
         CliPaths.Cache(CliPaths.Pruning(o), o);
         WorkerWorkflow.CheckScreenWindows(o.ScreenWindows);
+        Workflows.SearchWorkflow.CheckStages([.. o.Stages], o.ScreenWindows);
         o.Preflight(target);   // counts, seqlen and the model's config, before hashing and joining
         return WorkerWorkflow.Plan(new WorkerSettings
         {
-            Cluster = o.Cluster, Name = o.Name, Advertise = o.Advertise, Session = o.Session(), Target = target, ScreenWindows = o.ScreenWindows,
+            Cluster = o.Cluster, Name = o.Name, Advertise = o.Advertise, Session = o.Session(), Target = target, ScreenWindows = o.ScreenWindows, Stages = [.. o.Stages],
         });
     }
 

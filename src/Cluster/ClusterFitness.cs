@@ -124,8 +124,10 @@ public sealed class ClusterFitness : IFitness, IDisposable
     public string Protocol => $"cluster: {_o.Protocol}";
     public int MaxParallelism => _o.Batch;
 
-    public FitnessResult Screen(Expr metric, CancellationToken ct) => Evaluate(metric, full: false, ct);
-    public FitnessResult Full(Expr metric, CancellationToken ct) => Evaluate(metric, full: true, ct);
+    public FitnessResult Screen(Expr metric, CancellationToken ct) => Evaluate(metric, full: false, double.PositiveInfinity, ct);
+    /// <summary>The worker screens against the bar and stops early as this process would (the same fitness).</summary>
+    public FitnessResult Screen(Expr metric, double bar, CancellationToken ct) => Evaluate(metric, full: false, bar, ct);
+    public FitnessResult Full(Expr metric, CancellationToken ct) => Evaluate(metric, full: true, double.PositiveInfinity, ct);
 
     /// <summary>Evaluations and rate per worker so far, one line.</summary>
     public string Rates()
@@ -139,7 +141,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
         }
     }
 
-    FitnessResult Evaluate(Expr metric, bool full, CancellationToken ct)
+    FitnessResult Evaluate(Expr metric, bool full, double bar, CancellationToken ct)
     {
         string text = metric.ToString();
         while (true)
@@ -157,7 +159,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
                     // or has not answered for LostAfter: one slow answer on a loaded machine is not a dead worker.
                     try
                     {
-                        if (!started) { Call(w.Grain.Start(job, text, full), ct); started = true; lastAnswer.Restart(); }
+                        if (!started) { Call(w.Grain.Start(job, text, full, bar), ct); started = true; lastAnswer.Restart(); }
                         Thread.Sleep(_o.PollInterval);
                         var s = Call(w.Grain.Poll(job), ct);
                         lastAnswer.Restart();
@@ -170,8 +172,7 @@ public sealed class ClusterFitness : IFitness, IDisposable
                         }
                         Release(w, sw.Elapsed.TotalSeconds, counted: true);
                         _log.WriteLine(Rates());
-                        var r = s.Valid ? new FitnessResult(true, s.Perplexity, null, s.Seconds) : FitnessResult.Invalid(s.InvalidReason ?? "invalid", s.Seconds);
-                        return r with { Worker = w.Info.Name };
+                        return s.Result() with { Worker = w.Info.Name };
                     }
                     catch (Exception e) when (e is not (WorkerFailedException or LostJobException or OperationCanceledException))
                     {

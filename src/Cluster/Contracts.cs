@@ -1,7 +1,8 @@
 // What travels between the search (an Orleans client) and the workers (Orleans silos). Kept small:
-// a metric goes as its prefix text (Expr.ToString, which MetricParser reads back exactly), a result as
-// the four fields of a FitnessResult.
+// a metric goes as its prefix text (Expr.ToString, which MetricParser reads back exactly) with the bar a screen may stop
+// at, a result as the fields of a FitnessResult (a screen stopped early carries its cut).
 using Orleans;
+using PrunerZero.Search;
 
 namespace PrunerZero.Cluster;
 
@@ -13,8 +14,11 @@ namespace PrunerZero.Cluster;
 public interface IWorkerGrain : IGrainWithStringKey
 {
     Task<WorkerInfo> Hello();
-    /// <summary>Queues job <paramref name="job"/> (idempotent: a second Start of the same id is ignored).</summary>
-    Task Start(Guid job, string metric, bool full);
+    /// <summary>
+    /// Queues job <paramref name="job"/> (idempotent: a second Start of the same id is ignored). A screen may stop once the
+    /// child cannot get under <paramref name="bar"/> (+∞: never), as it would in the search's process.
+    /// </summary>
+    Task Start(Guid job, string metric, bool full, double bar);
     Task<JobState> Poll(Guid job);
 }
 
@@ -44,4 +48,26 @@ public sealed class JobState
     [Id(4)] public double Seconds { get; init; }
     /// <summary>Failed: what broke on the worker (an exception, not an invalid metric).</summary>
     [Id(5)] public string? Failure { get; init; }
+    /// <summary>Done: tokens of the forward passes it took.</summary>
+    [Id(6)] public long Tokens { get; init; }
+    /// <summary>Done, stopped early: how (a <see cref="Search.CutKind"/> name); null when the screen ran to its end.</summary>
+    [Id(7)] public string? CutKind { get; init; }
+    [Id(8)] public double CutBound { get; init; }
+    [Id(9)] public double CutBar { get; init; }
+    [Id(10)] public int CutWindowsSeen { get; init; }
+    [Id(11)] public int CutWindows { get; init; }
+
+    /// <summary>A finished job's state from the fitness result the worker made.</summary>
+    public static JobState Done(FitnessResult r, double seconds) => new()
+    {
+        Status = JobStatus.Done, Valid = r.Valid, Perplexity = r.Perplexity, InvalidReason = r.InvalidReason, Seconds = seconds,
+        Tokens = r.Tokens, CutKind = r.Cut?.Kind.ToString(), CutBound = r.Cut?.Bound ?? 0, CutBar = r.Cut?.Bar ?? 0,
+        CutWindowsSeen = r.Cut?.WindowsSeen ?? 0, CutWindows = r.Cut?.Windows ?? 0,
+    };
+
+    /// <summary>The fitness result a finished job carries (the inverse of <see cref="Done"/>).</summary>
+    public FitnessResult Result() =>
+        CutKind is { } kind ? FitnessResult.Stopped(new ScreenCut(Enum.Parse<CutKind>(kind), CutBound, CutBar, CutWindowsSeen, CutWindows), Seconds, Tokens)
+        : Valid ? new FitnessResult(true, Perplexity, null, Seconds) { Tokens = Tokens }
+        : FitnessResult.Invalid(InvalidReason ?? "invalid", Seconds) with { Tokens = Tokens };
 }

@@ -6,6 +6,15 @@ namespace PrunerZero.Cluster;
 
 public static class ProtocolId
 {
+    /// <summary>
+    /// The version of what travels between search and worker (Contracts.cs), announced with the protocol: a worker of
+    /// another version is refused by name instead of failing on its first job. 2: screens carry their bar and cut.
+    /// </summary>
+    public const string Wire = "cluster_wire=2";
+
+    /// <summary>A run identity's cluster protocol with the wire version.</summary>
+    public static string Of(string clusterProtocol) => $"{clusterProtocol}; {Wire}";
+
     /// <summary>The fields that differ between two protocols, "key: A vs B", empty when they agree.</summary>
     public static List<string> Differences(string expected, string actual)
     {

@@ -15,11 +15,12 @@ namespace PrunerZero.Cluster;
 /// <summary>The silo-wide state behind the worker grain: the fitness, the job queue and the finished jobs.</summary>
 public sealed class WorkerService(string name, string protocol, string device, TextWriter log)
 {
-    sealed class Job(Guid id, string metric, bool full)
+    sealed class Job(Guid id, string metric, bool full, double bar)
     {
         public Guid Id { get; } = id;
         public string Metric { get; } = metric;
         public bool Full { get; } = full;
+        public double Bar { get; } = bar;
         public volatile JobState State = new() { Status = JobStatus.Queued };
     }
 
@@ -37,9 +38,9 @@ public sealed class WorkerService(string name, string protocol, string device, T
         FitnessProtocol = _fitnessProtocol,
     };
 
-    public void Start(Guid id, string metric, bool full)
+    public void Start(Guid id, string metric, bool full, double bar)
     {
-        var job = new Job(id, metric, full);
+        var job = new Job(id, metric, full, bar);
         if (_jobs.TryAdd(id, job)) _queue.Add(job);
     }
 
@@ -63,12 +64,9 @@ public sealed class WorkerService(string name, string protocol, string device, T
                 {
                     var expr = MetricParser.Parse(job.Metric);
                     var sw = System.Diagnostics.Stopwatch.StartNew();
-                    var r = job.Full ? fitness.Full(expr, ct) : fitness.Screen(expr, ct);
+                    var r = job.Full ? fitness.Full(expr, ct) : fitness.Screen(expr, job.Bar, ct);
                     double seconds = r.Seconds > 0 ? r.Seconds : sw.Elapsed.TotalSeconds;
-                    job.State = new JobState
-                    {
-                        Status = JobStatus.Done, Valid = r.Valid, Perplexity = r.Perplexity, InvalidReason = r.InvalidReason, Seconds = seconds,
-                    };
+                    job.State = JobState.Done(r, seconds);
                 }
                 catch (OperationCanceledException) { throw; }
                 catch (Exception e)
@@ -87,9 +85,9 @@ public sealed class WorkerGrain(WorkerService service) : Grain, IWorkerGrain
 {
     public Task<WorkerInfo> Hello() => Task.FromResult(service.Info);
 
-    public Task Start(Guid job, string metric, bool full)
+    public Task Start(Guid job, string metric, bool full, double bar)
     {
-        service.Start(job, metric, full);
+        service.Start(job, metric, full, bar);
         return Task.CompletedTask;
     }
 

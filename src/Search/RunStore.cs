@@ -2,7 +2,10 @@
 //   params      (key, value)                  the run's identity; a resume with different values is refused
 //   evaluations (one row per canonical form)  every screened candidate, with its full re-check when made;
 //                                              mask_fingerprint (when the fitness makes one) and same_mask_as:
-//                                              the id of the evaluation whose fitness a same-mask row copied
+//                                              the id of the evaluation whose fitness a same-mask row copied;
+//                                              screen_cut (Bound/Stage) with screen_bound, screen_bar, screen_seen and
+//                                              screen_windows for a screen stopped early (screen_ppl is then NULL);
+//                                              screen_tokens / full_tokens: tokens of the forward passes it took
 //   population  (iteration, rank, eval_id)    the population after each iteration (0 = initial)
 //   history     (iteration, best, median, …)  what the plot and history.csv show
 //   baselines   (name, …)                     magnitude / wanda / pruner-zero through the same fitness
@@ -218,6 +221,13 @@ public sealed partial class RunStore : IDisposable
         AddColumnIfMissing("evaluations", "mask_fingerprint", "TEXT");
         AddColumnIfMissing("evaluations", "same_mask_as", "INTEGER");
         AddColumnIfMissing("history", "same_mask", "INTEGER");
+        // Runs made before early stops and token counts: NULL = not cut, tokens not counted.
+        foreach (var (column, type) in new[] { ("screen_cut", "TEXT"), ("screen_bound", "REAL"), ("screen_bar", "REAL"), ("screen_seen", "INTEGER"),
+                                                ("screen_windows", "INTEGER"), ("screen_tokens", "INTEGER"), ("full_tokens", "INTEGER") })
+            AddColumnIfMissing("evaluations", column, type);
+        AddColumnIfMissing("baselines", "screen_tokens", "INTEGER");
+        AddColumnIfMissing("baselines", "full_tokens", "INTEGER");
+        AddColumnIfMissing("history", "cut", "INTEGER");
         // A file that is SQLite but not a run's (other columns, damaged pages) fails here, not halfway through.
         using (var cmd = Cmd("PRAGMA quick_check"))
             if (cmd.ExecuteScalar() is not "ok") throw new RunStoreException($"{path} is damaged (SQLite quick_check failed); move it away or choose a new {UserError.P("run")} directory");
@@ -290,14 +300,20 @@ public sealed partial class RunStore : IDisposable
             using var cmd = Cmd("""
                 SELECT id, canonical, generated, iteration, slot, attempt, parent1, parent2,
                        screen_valid, screen_ppl, screen_reason, screen_seconds, full_valid, full_ppl, full_reason, full_seconds,
-                       mask_fingerprint, same_mask_as
+                       mask_fingerprint, same_mask_as, screen_cut, screen_bound, screen_bar, screen_seen, screen_windows,
+                       screen_tokens, full_tokens
                 FROM evaluations ORDER BY id
                 """);
             using var r = cmd.ExecuteReader();
             while (r.Read())
             {
-                var screen = ReadResult(r, 8);
-                var full = r.IsDBNull(12) ? null : ReadResult(r, 12);
+                var screen = ReadResult(r, 8) with { Tokens = NullableLong(r, 23) ?? 0 };
+                if (!r.IsDBNull(18))
+                    screen = screen with
+                    {
+                        Cut = new ScreenCut(Enum.Parse<CutKind>(r.GetString(18)), r.GetDouble(19), r.GetDouble(20), r.GetInt32(21), r.GetInt32(22)),
+                    };
+                var full = r.IsDBNull(12) ? null : ReadResult(r, 12) with { Tokens = NullableLong(r, 24) ?? 0 };
                 all[r.GetString(1)] = new StoredEvaluation(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt32(3),
                     r.GetInt32(4), r.GetInt32(5), NullableLong(r, 6), NullableLong(r, 7), screen, full)
                 {
@@ -317,15 +333,19 @@ public sealed partial class RunStore : IDisposable
         {
             using var cmd = Cmd("""
                 INSERT INTO evaluations (canonical, generated, height, canonical_height, size, iteration, slot, attempt,
-                    parent1, parent2, screen_valid, screen_ppl, screen_reason, screen_seconds, created_utc, mask_fingerprint, same_mask_as)
-                VALUES ($c, $g, $h, $ch, $s, $it, $sl, $at, $p1, $p2, $v, $ppl, $why, $sec, $t, $fp, $same);
+                    parent1, parent2, screen_valid, screen_ppl, screen_reason, screen_seconds, created_utc, mask_fingerprint, same_mask_as,
+                    screen_cut, screen_bound, screen_bar, screen_seen, screen_windows, screen_tokens)
+                VALUES ($c, $g, $h, $ch, $s, $it, $sl, $at, $p1, $p2, $v, $ppl, $why, $sec, $t, $fp, $same,
+                    $cut, $bound, $bar, $seen, $windows, $tokens);
                 SELECT last_insert_rowid();
                 """,
                 ("$c", canonical), ("$g", generated.ToString()), ("$h", Trees.Height(generated)),
                 ("$ch", Trees.Height(canonicalExpr)), ("$s", canonicalExpr.Size), ("$it", iteration), ("$sl", slot),
                 ("$at", attempt), ("$p1", parent1), ("$p2", parent2), ("$v", screen.Valid ? 1 : 0),
                 ("$ppl", Finite(screen.Perplexity)), ("$why", screen.InvalidReason), ("$sec", screen.Seconds),
-                ("$t", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)), ("$fp", fingerprint), ("$same", sameMaskAs));
+                ("$t", DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture)), ("$fp", fingerprint), ("$same", sameMaskAs),
+                ("$cut", screen.Cut?.Kind.ToString()), ("$bound", screen.Cut?.Bound), ("$bar", screen.Cut?.Bar),
+                ("$seen", screen.Cut?.WindowsSeen), ("$windows", screen.Cut?.Windows), ("$tokens", screen.Tokens));
             long id = (long)cmd.ExecuteScalar()!;
             return new StoredEvaluation(id, canonical, generated.ToString(), iteration, slot, attempt, parent1, parent2, screen, null)
             {
@@ -338,9 +358,9 @@ public sealed partial class RunStore : IDisposable
     {
         lock (_lock)
         {
-            using var cmd = Cmd("UPDATE evaluations SET full_valid = $v, full_ppl = $ppl, full_reason = $why, full_seconds = $sec WHERE id = $id",
+            using var cmd = Cmd("UPDATE evaluations SET full_valid = $v, full_ppl = $ppl, full_reason = $why, full_seconds = $sec, full_tokens = $tok WHERE id = $id",
                 ("$v", full.Valid ? 1 : 0), ("$ppl", Finite(full.Perplexity)), ("$why", full.InvalidReason),
-                ("$sec", full.Seconds), ("$id", id));
+                ("$sec", full.Seconds), ("$tok", full.Tokens), ("$id", id));
             cmd.ExecuteNonQuery();
         }
     }
@@ -382,10 +402,10 @@ public sealed partial class RunStore : IDisposable
                     cmd.ExecuteNonQuery();
                 }
             using (var cmd = Cmd("""
-                INSERT OR REPLACE INTO history (iteration, best, median, population, evaluations, duplicates, skipped, same_mask)
-                VALUES ($it, $b, $m, $p, $e, $d, $s, $sm)
+                INSERT OR REPLACE INTO history (iteration, best, median, population, evaluations, duplicates, skipped, same_mask, cut)
+                VALUES ($it, $b, $m, $p, $e, $d, $s, $sm, $cut)
                 """, ("$it", iteration), ("$b", Finite(h.Best)), ("$m", Finite(h.Median)), ("$p", h.PopulationSize),
-                ("$e", h.Evaluations), ("$d", h.Duplicates), ("$s", h.Skipped), ("$sm", h.SameMask)))
+                ("$e", h.Evaluations), ("$d", h.Duplicates), ("$s", h.Skipped), ("$sm", h.SameMask), ("$cut", h.Cut)))
             {
                 cmd.Transaction = tx;
                 cmd.ExecuteNonQuery();
@@ -401,14 +421,15 @@ public sealed partial class RunStore : IDisposable
             var all = new Dictionary<string, BaselineResult>(StringComparer.OrdinalIgnoreCase);
             using var cmd = Cmd("""
                 SELECT name, expr, screen_valid, screen_ppl, screen_reason, screen_seconds,
-                       full_valid, full_ppl, full_reason, full_seconds FROM baselines
+                       full_valid, full_ppl, full_reason, full_seconds, screen_tokens, full_tokens FROM baselines
                 """);
             using var r = cmd.ExecuteReader();
             while (r.Read())
             {
                 if (!MetricParser.TryParse(r.GetString(1), out var expr, out var error))
                     throw new RunStoreException($"baseline '{r.GetString(0)}' in the run database has an unreadable metric: {error!.Message}");
-                all[r.GetString(0)] = new BaselineResult(r.GetString(0), expr!, ReadResult(r, 2), ReadResult(r, 6));
+                all[r.GetString(0)] = new BaselineResult(r.GetString(0), expr!, ReadResult(r, 2) with { Tokens = NullableLong(r, 10) ?? 0 },
+                                                         ReadResult(r, 6) with { Tokens = NullableLong(r, 11) ?? 0 });
             }
             return all;
         }
@@ -420,11 +441,12 @@ public sealed partial class RunStore : IDisposable
         {
             using var cmd = Cmd("""
                 INSERT OR REPLACE INTO baselines (name, expr, canonical, screen_valid, screen_ppl, screen_reason, screen_seconds,
-                    full_valid, full_ppl, full_reason, full_seconds)
-                VALUES ($n, $e, $c, $sv, $sp, $sr, $ss, $fv, $fp, $fr, $fs)
+                    full_valid, full_ppl, full_reason, full_seconds, screen_tokens, full_tokens)
+                VALUES ($n, $e, $c, $sv, $sp, $sr, $ss, $fv, $fp, $fr, $fs, $st, $ft)
                 """, ("$n", b.Name), ("$e", b.Expr.ToString()), ("$c", Oos.Canonical(b.Expr)),
                 ("$sv", b.Screen.Valid ? 1 : 0), ("$sp", Finite(b.Screen.Perplexity)), ("$sr", b.Screen.InvalidReason), ("$ss", b.Screen.Seconds),
-                ("$fv", b.Full.Valid ? 1 : 0), ("$fp", Finite(b.Full.Perplexity)), ("$fr", b.Full.InvalidReason), ("$fs", b.Full.Seconds));
+                ("$fv", b.Full.Valid ? 1 : 0), ("$fp", Finite(b.Full.Perplexity)), ("$fr", b.Full.InvalidReason), ("$fs", b.Full.Seconds),
+                ("$st", b.Screen.Tokens), ("$ft", b.Full.Tokens));
             cmd.ExecuteNonQuery();
         }
     }

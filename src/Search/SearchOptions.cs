@@ -66,6 +66,8 @@ public sealed record HistoryPoint(
 {
     /// <summary>Evaluations so far that copied an earlier one's fitness because their masks were the same (no forward pass).</summary>
     public int SameMask { get; init; }
+    /// <summary>Evaluations so far whose screen stopped early (<see cref="FitnessResult.Cut"/>): no perplexity, never members.</summary>
+    public int Cut { get; init; }
 }
 
 /// <param name="Top">The leaders by screen fitness, each re-checked with Full.</param>
@@ -93,4 +95,11 @@ public sealed record SearchReport(
     public int SameMask { get; init; }
     /// <summary>How masks were fingerprinted; null when the fitness makes no fingerprints (e.g. a cluster).</summary>
     public string? FingerprintMethod { get; init; }
+    /// <summary>Evaluations (of Evaluations) whose screen stopped early because the child could not enter the population.</summary>
+    public int Cut { get; init; }
+    /// <summary>
+    /// Tokens of every forward pass the run's results took (screens, full re-checks, baselines; stored ones included, so a
+    /// resumed run counts the whole run); results stored by a version that did not count them add 0.
+    /// </summary>
+    public long ForwardTokens { get; init; }
 }

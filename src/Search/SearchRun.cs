@@ -18,6 +18,12 @@
 // evaluated and the others copy it. Same masks mean the same pruned model, so a copy is exactly the value an
 // evaluation would give and the search (population, history of fitness) is unchanged; only forward passes are saved.
 // The leaders (and the full re-check) take one member per mask.
+//
+// Early stops: a child is screened against a bar, the population's worst screen perplexity at its batch's start (+∞ while
+// the population fills). A child can only enter by being strictly better than the worst at its insertion, which is at
+// most that bar (the worst only improves), so a screen that proves its perplexity at or above the bar (ScreenPlan.Bound)
+// may stop: the child is stored as cut, with its bound and the windows seen, and the search goes on exactly as it would
+// have. With stages (ScreenPlan.Stage) the stop rests on an estimate instead, and the trajectory may differ.
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.ExceptionServices;
@@ -117,7 +123,7 @@ public static class SearchRun
         readonly Stopwatch _clock = Stopwatch.StartNew();
         readonly IMaskFingerprint? _masks = fitness as IMaskFingerprint;
         readonly Dictionary<string, StoredEvaluation> _byMask = new(StringComparer.Ordinal); // fingerprint -> the evaluation that measured it
-        int _evaluations, _duplicates, _skipped, _fitnessCalls, _sameMask;
+        int _evaluations, _duplicates, _skipped, _fitnessCalls, _sameMask, _cut;
 
         static readonly Comparison<Member> ByFitness = (a, b) =>
         {
@@ -144,7 +150,8 @@ public static class SearchRun
                 var top = _pop.Take(Math.Min(o.TopK, _pop.Count)).ToList();
                 var children = new List<Candidate?>();
                 for (int it = t; it <= end; it++) children.Add(Child(it, it - t, top));
-                var results = Evaluate(children.OfType<Candidate>().ToList());
+                double bar = _pop.Count >= o.Population ? _pop[^1].Key : double.PositiveInfinity;
+                var results = Evaluate(children.OfType<Candidate>().ToList(), bar);
                 int r = 0;
                 for (int i = 0; i < children.Count; i++)
                 {
@@ -179,10 +186,11 @@ public static class SearchRun
                     if (c is null) _skipped++;
                     else cands.Add(c);
                 }
-                foreach (var (c, e) in cands.Zip(Evaluate(cands)))
+                foreach (var (c, e) in cands.Zip(Evaluate(cands, double.PositiveInfinity)))
                 {
                     _evaluations++;
                     if (e.Screen.Valid && double.IsFinite(e.Screen.Perplexity)) _pop.Add(new Member(e, c.Canonical));
+                    progress?.Report($"initial population: {_pop.Count}/{o.Population} valid members from {_evaluations} candidates; {c.Key} -> {e.Screen.Describe()}");
                 }
             }
             _pop.Sort(ByFitness);
@@ -239,10 +247,11 @@ public static class SearchRun
         }
 
         /// <summary>
-        /// Screens the candidates (stored results first; then new ones whose masks equal an evaluated one's copy its
-        /// fitness; the rest concurrently); results in input order.
+        /// Screens the candidates against <paramref name="bar"/> (stored results first; then new ones whose masks equal an
+        /// evaluated one's copy its fitness; the rest concurrently); results in input order. A copy of a cut result is cut
+        /// too, and rightly: the bar it was cut at is at or above today's.
         /// </summary>
-        StoredEvaluation[] Evaluate(List<Candidate> cands)
+        StoredEvaluation[] Evaluate(List<Candidate> cands, double bar)
         {
             var results = new StoredEvaluation[cands.Count];
             var todo = new List<int>();
@@ -279,7 +288,7 @@ public static class SearchRun
             {
                 var c = cands[i];
                 var sw = Stopwatch.StartNew();
-                var r = fitness.Screen(c.Canonical, ct)
+                var r = fitness.Screen(c.Canonical, bar, ct)
                         ?? throw new InvalidOperationException($"fitness returned null for {c.Key}");
                 if (r.Seconds <= 0) r = r with { Seconds = sw.Elapsed.TotalSeconds };
                 Interlocked.Increment(ref _fitnessCalls);
@@ -290,7 +299,11 @@ public static class SearchRun
             foreach (int i in evaluate) Register(results[i]);
             foreach (var (i, j) in later) results[i] = Copy(cands[i], fps[i]!, results[j], fpSeconds[i]);
             foreach (int i in todo) _stored[cands[i].Key] = results[i];
-            foreach (var r in results) if (r.SameMaskAs is not null) _sameMask++;
+            foreach (var r in results)
+            {
+                if (r.SameMaskAs is not null) _sameMask++;
+                if (r.Screen.Cut is not null) _cut++;
+            }
             return results;
         }
 
@@ -301,7 +314,7 @@ public static class SearchRun
 
         StoredEvaluation Copy(Candidate c, string fp, StoredEvaluation from, double seconds) =>
             store.AddEvaluation(c.Key, c.Generated, c.Canonical, c.Iteration, c.Slot, c.Attempt, c.Parent1, c.Parent2,
-                                from.Screen with { Seconds = seconds, Worker = null }, fp, from.Id);
+                                from.Screen with { Seconds = seconds, Worker = null, Tokens = 0 }, fp, from.Id);
 
         void RunAll(List<int> items, Action<int> body)
         {
@@ -338,17 +351,17 @@ public static class SearchRun
                     "a different version of the search or a non-deterministic fitness; start a new run");
             var keys = _pop.Select(m => m.Key).ToArray();
             var h = new HistoryPoint(t, keys.Length > 0 ? keys[0] : double.NaN, Median(keys), _pop.Count,
-                                     _evaluations, _duplicates, _skipped) { SameMask = _sameMask };
+                                     _evaluations, _duplicates, _skipped) { SameMask = _sameMask, Cut = _cut };
             _history.Add(h);
             store.SaveIteration(t, ids, h);
             if (progress is null) return;
             double rate = _fitnessCalls / Math.Max(1e-9, _clock.Elapsed.TotalSeconds);
             string what = t == 0 ? "initial population"
                 : child is null ? "no child (attempts exhausted)"
-                : $"child {child.Key} -> {(e!.Screen.Valid ? e.Screen.Perplexity.ToString("0.###", CultureInfo.InvariantCulture) : "invalid: " + e.Screen.InvalidReason)}" +
+                : $"child {child.Key} -> {e!.Screen.Describe()}" +
                   (e.SameMaskAs is { } from ? $" (same mask as #{from})" : "");
             progress.Report(string.Create(CultureInfo.InvariantCulture,
-                $"iter {t}/{o.Iterations}  best {h.Best:0.###}  median {h.Median:0.###}  evals {_evaluations} (new {_fitnessCalls}, {rate:0.00}/s)  cache hits {_duplicates}  same mask {_sameMask}  {what}"));
+                $"iter {t}/{o.Iterations}  best {h.Best:0.###}  median {h.Median:0.###}  evals {_evaluations} (new {_fitnessCalls}, {rate:0.00}/s)  cache hits {_duplicates}  same mask {_sameMask}  cut {_cut}  {what}"));
         }
 
         static double Median(double[] sorted)
@@ -405,7 +418,9 @@ public static class SearchRun
             var report = new SearchReport(top, best, baselines, population, _history, _fitnessCalls, _evaluations, _duplicates,
                                           new Dictionary<string, string>())
             {
-                Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod,
+                Workers = store.LoadWorkers(), SameMask = _sameMask, FingerprintMethod = _masks?.FingerprintMethod, Cut = _cut,
+                ForwardTokens = _stored.Values.Where(e => _seen.Contains(e.Canonical)).Sum(e => e.Screen.Tokens + (e.Full?.Tokens ?? 0))
+                                + baselines.Sum(b => b.Screen.Tokens + b.Full.Tokens),
             };
             return report;
         }

@@ -11,7 +11,7 @@ public static class ClusterWiring
     {
         var spec = ClusterSpec.Parse(s.Cluster ?? throw new ArgumentException("no cluster in these settings"));
         if (s.Wait < 1) throw new PrunerZeroException($"{UserError.P("wait")} must be at least 1 second, got {s.Wait}");
-        return new ClusterFitnessOptions { Spec = spec, Protocol = identity.ClusterProtocol, Batch = s.Batch, Wait = TimeSpan.FromSeconds(s.Wait) };
+        return new ClusterFitnessOptions { Spec = spec, Protocol = ProtocolId.Of(identity.ClusterProtocol), Batch = s.Batch, Wait = TimeSpan.FromSeconds(s.Wait) };
     }
 
     public static ClusterFitness ConnectSearch(SearchSettings s, RunIdentity identity, TextWriter log, CancellationToken ct)

@@ -1,7 +1,7 @@
 // Files a user reads, plots and diffs, written into the run directory at the end of a search:
 //   report.json   everything: parameters, leaders (screen + full), baselines, best, history
 //   report.md     the same as tables
-//   history.csv   iteration,best,median,population,evaluations,duplicates,skipped,same_mask
+//   history.csv   iteration,best,median,population,evaluations,duplicates,skipped,same_mask,cut
 //   fitness.png   best and median screen perplexity per iteration (ScottPlot, headless via SkiaSharp)
 //   best.json     the best tree as nested {op, children}
 //   best.txt      the best tree as a prefix expression that `prune --metric` / `score` accept
@@ -23,9 +23,9 @@ public static partial class ReportWriter
         var dir = o.RunDir;
         var files = new Dictionary<string, string> { ["db"] = dbPath };
 
-        var csv = new StringBuilder("iteration,best,median,population,evaluations,duplicates,skipped,same_mask\n");
+        var csv = new StringBuilder("iteration,best,median,population,evaluations,duplicates,skipped,same_mask,cut\n");
         foreach (var h in r.History)
-            csv.Append(CultureInfo.InvariantCulture, $"{h.Iteration},{Num(h.Best)},{Num(h.Median)},{h.PopulationSize},{h.Evaluations},{h.Duplicates},{h.Skipped},{h.SameMask}\n");
+            csv.Append(CultureInfo.InvariantCulture, $"{h.Iteration},{Num(h.Best)},{Num(h.Median)},{h.PopulationSize},{h.Evaluations},{h.Duplicates},{h.Skipped},{h.SameMask},{h.Cut}\n");
         files["history"] = Save(dir, "history.csv", csv.ToString());
 
         files["plot"] = Path.Combine(dir, "fitness.png");
@@ -56,7 +56,7 @@ public static partial class ReportWriter
                 ["protocol"] = o.Protocol,
             },
             ["evaluations"] = r.Evaluations, ["fitness_calls_this_process"] = r.FitnessCalls, ["cache_hits"] = r.CacheHits,
-            ["same_mask"] = r.SameMask, ["mask_fingerprint"] = r.FingerprintMethod,
+            ["same_mask"] = r.SameMask, ["mask_fingerprint"] = r.FingerprintMethod, ["cut"] = r.Cut, ["forward_tokens"] = r.ForwardTokens,
             ["best"] = r.Best is null ? null : Candidate(r.Best),
             ["top"] = new JsonArray([.. r.Top.Select(c => (JsonNode)Candidate(c))]),
             ["baselines"] = new JsonArray([.. r.Baselines.Select(b => (JsonNode)new JsonObject
@@ -67,7 +67,7 @@ public static partial class ReportWriter
             {
                 ["iteration"] = h.Iteration, ["best"] = Json(h.Best), ["median"] = Json(h.Median),
                 ["population"] = h.PopulationSize, ["evaluations"] = h.Evaluations, ["duplicates"] = h.Duplicates,
-                ["same_mask"] = h.SameMask,
+                ["same_mask"] = h.SameMask, ["cut"] = h.Cut,
             })]),
             ["transfer"] = new JsonArray([.. r.Transfers.Select(t => (JsonNode)TransferJson(t))]),
         };
@@ -90,6 +90,7 @@ public static partial class ReportWriter
     static JsonObject Result(FitnessResult f) => new()
     {
         ["valid"] = f.Valid, ["perplexity"] = Json(f.Perplexity), ["reason"] = f.InvalidReason, ["seconds"] = f.Seconds,
+        ["tokens"] = f.Tokens,
     };
 
     static JsonNode? Json(double v) => double.IsFinite(v) ? JsonValue.Create(v) : null;
@@ -110,6 +111,8 @@ public static partial class ReportWriter
         sb.Append(CultureInfo.InvariantCulture, $"# Pruner-Zero search\n\npopulation {o.Population}, iterations {o.Iterations}, height {o.MinHeight}..{o.MaxHeight}, top-k {o.TopK}, mutation {o.Mutation}, seed {o.Seed}, {o.Protocol}\n\n");
         sb.Append(CultureInfo.InvariantCulture, $"{r.Evaluations} candidates evaluated, {r.CacheHits} duplicates skipped by the cache.\n\n");
         sb.Append(SameMaskLine(r));
+        sb.Append(CultureInfo.InvariantCulture,
+            $"Early stops: {r.Cut} of {r.Evaluations} candidates stopped their screen once they could not enter the population (no perplexity; in search.db with their bound and the windows seen). Forward passes: {r.ForwardTokens:N0} tokens in all.\n\n");
         sb.Append("| rank | metric | height | screen ppl | full ppl |\n| --- | --- | --- | --- | --- |\n");
         for (int i = 0; i < r.Top.Count; i++)
             sb.Append(CultureInfo.InvariantCulture, $"| {i + 1} | `{r.Top[i].Expr}` | {Trees.Height(r.Top[i].Expr)} | {Ppl(r.Top[i].Screen)} | {Ppl(r.Top[i].Full)} |\n");

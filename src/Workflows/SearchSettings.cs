@@ -19,6 +19,8 @@ public sealed record SearchSettings
     public long Seed { get; init; }
     public bool Resume { get; init; }
     public int ScreenWindows { get; init; } = 16;
+    /// <summary>Staged screening: windows seen at the end of each stage, the last = ScreenWindows; empty: exact screens only.</summary>
+    public IReadOnlyList<int> Stages { get; init; } = [];
     public int ReportTop { get; init; } = 10;
     public int Batch { get; init; } = 1;
     /// <summary>Evaluate on this cluster's workers (a ClusterSpec); null: in this process.</summary>

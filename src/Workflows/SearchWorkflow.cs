@@ -32,6 +32,7 @@ public static class SearchWorkflow
         if (s.TopK < 1) throw new PrunerZeroException($"{P("top_k")} must be at least 1, got {s.TopK}");
         if (!(s.Mutation >= 0 && s.Mutation <= 1)) throw new PrunerZeroException($"{P("mutation")} must be a probability in [0, 1], got {s.Mutation}");
         if (s.ScreenWindows < 1) throw new PrunerZeroException($"{P("screen_windows")} must be at least 1, got {s.ScreenWindows}");
+        CheckStages(s.Stages, s.ScreenWindows);
         if (s.Batch < 1) throw new PrunerZeroException($"{P("batch")} must be at least 1, got {s.Batch}");
         if (s.ReportTop < 1) throw new PrunerZeroException($"{P("report_top")} must be at least 1, got {s.ReportTop}");
         // Settings this search would not use are refused, never ignored.
@@ -68,7 +69,16 @@ public static class SearchWorkflow
     }
 
     /// <summary>The search's identity: the inputs by content (hashed once, here) and the fitness settings.</summary>
-    public static RunIdentity Identity(SearchSettings s) => PruningFitness.Identity(s.Session, s.Target, s.ScreenWindows);
+    public static RunIdentity Identity(SearchSettings s) => PruningFitness.Identity(s.Session, s.Target, s.ScreenWindows, s.Stages);
+
+    /// <summary>A stage list: increasing, every stage at least 2 windows, the last one the screen's windows.</summary>
+    public static void CheckStages(IReadOnlyList<int> stages, int screenWindows)
+    {
+        if (stages.Count == 0) return;
+        if (stages.Count == 1) throw new PrunerZeroException($"{UserError.P("stages")} needs at least two stages (e.g. 16,{screenWindows}), got {stages[0]}");
+        try { ScreenPlan.CheckStages(stages, screenWindows); }
+        catch (ArgumentException e) { throw new PrunerZeroException($"{UserError.P("stages")} {string.Join(",", stages)}: {e.Message} ({UserError.P("screen_windows")})"); }
+    }
 
     /// <summary>
     /// Runs the search: <paramref name="identity"/> (from <see cref="Identity"/>) keys the store's inputs, the
@@ -86,7 +96,7 @@ public static class SearchWorkflow
         {
             var backend = resources.Add(Setup.Backend(s.Session.Device));
             var session = resources.Add(new PruneSession(s.Session with { EvalWindows = null }, log, progress, identity));
-            fitness = new PruningFitness(session, s.Target, backend, s.ScreenWindows, s.Batch);
+            fitness = new PruningFitness(session, s.Target, backend, s.ScreenWindows, s.Batch, s.Stages);
         }
         log.WriteLine($"search: population {s.Population}, iterations {s.Iterations}, height {s.MinDepth}..{s.MaxDepth}, top-k {s.TopK}, mutation {s.Mutation}, seed {s.Seed}, batch {s.Batch}");
         log.WriteLine($"fitness: {fitness.Protocol}");

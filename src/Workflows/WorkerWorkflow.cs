@@ -17,11 +17,13 @@ public sealed record WorkerSettings
     public required SessionOptions Session { get; init; }
     public required PruneTarget Target { get; init; }
     public required int ScreenWindows { get; init; }
+    /// <summary>The search's stages (part of the protocol the search checks); empty: exact screens only.</summary>
+    public IReadOnlyList<int> Stages { get; init; } = [];
 }
 
 /// <summary>A worker's plan: its settings checked, its identity hashed once, the protocol it announces.</summary>
 public sealed record WorkerPlan(ClusterSpec Spec, string? Name, string? Advertise, string Protocol, string Device,
-    SessionOptions Session, PruneTarget Target, int ScreenWindows, RunIdentity Identity);
+    SessionOptions Session, PruneTarget Target, int ScreenWindows, IReadOnlyList<int> Stages, RunIdentity Identity);
 
 public static class WorkerWorkflow
 {
@@ -44,9 +46,10 @@ public static class WorkerWorkflow
     {
         var spec = CheckEndpoint(s.Cluster, s.Advertise);
         CheckScreenWindows(s.ScreenWindows);
-        var identity = PruningFitness.Identity(s.Session, s.Target, s.ScreenWindows);
-        return new WorkerPlan(spec, s.Name, s.Advertise, identity.ClusterProtocol, s.Session.Device.ToLowerInvariant(),
-            s.Session with { EvalWindows = null }, s.Target, s.ScreenWindows, identity);
+        SearchWorkflow.CheckStages(s.Stages, s.ScreenWindows);
+        var identity = PruningFitness.Identity(s.Session, s.Target, s.ScreenWindows, s.Stages);
+        return new WorkerPlan(spec, s.Name, s.Advertise, ProtocolId.Of(identity.ClusterProtocol), s.Session.Device.ToLowerInvariant(),
+            s.Session with { EvalWindows = null }, s.Target, s.ScreenWindows, s.Stages, identity);
     }
 
     /// <summary>Joins the cluster and serves until <paramref name="ct"/> is cancelled; X and G are measured once, before the first job.</summary>
@@ -62,7 +65,7 @@ public static class WorkerWorkflow
                 _ = session.DenseStats;   // X and G once, before the first job
                 _ = session.Gradients;
                 loaded();
-                return new PruningFitness(session, plan.Target, backend, plan.ScreenWindows);
+                return new PruningFitness(session, plan.Target, backend, plan.ScreenWindows, stages: plan.Stages);
             }, log, ct).GetAwaiter().GetResult();
         }
         finally { session?.Dispose(); }

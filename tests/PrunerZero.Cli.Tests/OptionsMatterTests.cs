@@ -261,6 +261,7 @@ public class OptionsMatterTests : TorchGuarded
         Add("search", "screen-windows", Changes("search", "--screen-windows", _ => "2"));
         Add("search", "report-top", Changes("search", "--report-top", _ => "2"));
         Add("search", "batch", Adds("search", "--batch", "2"));
+        Add("search", "stages", Differs(e => Set(Base("search", e), "--screen-windows", "4"), e => [.. Set(Base("search", e), "--screen-windows", "4"), "--stages", "2,4"]));
         Add("search", "transfer-model", Adds("search", "--transfer-model", "{MODEL2}"));
         // Resuming a stopped run continues it (the first half of --iterations 2, then the rest) where a new run
         // starts from scratch; both end with the same results, but only the resumed one evaluates nothing again.
@@ -296,6 +297,8 @@ public class OptionsMatterTests : TorchGuarded
         Add("worker", "device", W(e => Set(Base("worker", e), "--device", "cuda")));
         Add("worker", "cluster", W(e => Set(Base("worker", e), "--cluster", "localhost:43121")));
         Add("worker", "screen-windows", W(e => Set(Base("worker", e), "--screen-windows", "7")));
+        Add("worker", "stages", Plan<WorkerOptions>(o => WorkerCommand.Plan(o), e => Set(Base("worker", e), "--screen-windows", "4"),
+            e => [.. Set(Base("worker", e), "--screen-windows", "4"), "--stages", "2,4"]));
         Add("worker", "name", W(e => Set(Base("worker", e), "--name", "w1")));
         Add("worker", "advertise", W(e => Set(Base("worker", e), "--advertise", "10.0.0.7")));
         foreach (var (option, a, b) in AllocationCases)
@@ -454,6 +457,12 @@ public class OptionsMatterTests : TorchGuarded
         CliRunner.UserError("--wait applies to --cluster", [.. search, "--wait", "5"]);
         CliRunner.UserError("--cache is not used with --cluster", [.. search, "--cluster", "localhost:43111"]);
         CliRunner.UserError("--device is not used with --cluster", [.. Without(search, "--cache"), "--cluster", "localhost:43111", "--device", "cpu"]);
+        // Stage lists the screen could not follow: refused before any work, naming the option.
+        CliRunner.UserError("--stages needs at least two stages", [.. search, "--stages", "1"]);
+        CliRunner.UserError("--stages 2,4: the last stage must be the screen's 1 windows", [.. search, "--stages", "2,4"]);
+        CliRunner.UserError("stages must increase", [.. Set(search, "--screen-windows", "8"), "--stages", "4,2,8"]);
+        CliRunner.UserError("every stage needs at least 2 windows", [.. Set(search, "--screen-windows", "8"), "--stages", "1,8"]);
+        CliRunner.UserError("--stages 4,6: the last stage must be the screen's 8 windows", [.. Base("worker", e), "--screen-windows", "8", "--stages", "4,6"]);
         Assert.False(Directory.Exists(run));
         // The case: options the search never honoured are no longer accepted at all (a parse error, exit 2).
         foreach (var extra in new[] { new[] { "--update", "obs" }, ["--zeroshot"], ["--windows", "3"] })

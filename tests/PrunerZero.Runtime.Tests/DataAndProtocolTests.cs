@@ -2,6 +2,7 @@ using System.Text;
 using Parquet;
 using Parquet.Schema;
 using PrunerZero.Runtime;
+using TorchSharp;
 
 namespace PrunerZero.Runtime.Tests;
 
@@ -86,6 +87,36 @@ public class DataAndProtocolTests : TorchGuarded
         double sum = 0;
         for (int w = 0; w < 4; w++) sum += plain.SumNll(tokens.Skip(w * 16).Take(16).ToArray());
         Assert.Equal(Math.Exp(sum / (4 * 15)), r.Perplexity, 1e-5 * r.Perplexity);
+    }
+
+    /// <summary>
+    /// A window's NLL is its own cross-entropy sum whatever the windows beside it in a batch, in any evaluation order,
+    /// bit for bit, and equal to the single-window forward (the screen's values do not depend on how windows are batched);
+    /// a stop after the first forward leaves the rest unevaluated.
+    /// </summary>
+    [Fact]
+    public void WindowNllIsTheSameInAnyBatchAndOrder()
+    {
+        string dir = Path.Combine(Golden.RepoRoot, "models", "pz-llama-tiny");
+        using var model = Checkpoint.Load(dir);
+        var tokens = TextTokenizer.Load(dir, model.Config).Encode(Golden.Corpus("wikitest")[..40000]);
+        int seqlen = 256;
+        var starts = Perplexity.WindowStarts(tokens.Length, seqlen, "wiki", 12, spread: true);
+        Assert.True(Perplexity.WindowBatch(model.Config, seqlen) > 1);
+        var single = starts.Select(s =>
+        {
+            using var scope = torch.NewDisposeScope();
+            return model.NextTokenNll(torch.tensor(tokens.AsSpan((int)s, seqlen).ToArray().Select(t => (long)t).ToArray(), [1, seqlen])).SumNll;
+        }).ToArray();
+        int[] reversed = [.. Enumerable.Range(0, starts.Length).Reverse()];
+        foreach (int batch in new[] { 1, 5, 8 })
+        {
+            Assert.Equal(single, Perplexity.WindowNll(model, tokens, seqlen, starts, null, batch: batch));
+            Assert.Equal(single, Perplexity.WindowNll(model, tokens, seqlen, starts, reversed, batch: batch));
+        }
+        var stopped = Perplexity.WindowNll(model, tokens, seqlen, starts, reversed, (seen, sum) => false, batch: 5);
+        Assert.Equal(5, stopped.Count(double.IsFinite));
+        Assert.All(reversed.Take(5), w => Assert.Equal(single[w], stopped[w]));
     }
 
     [Fact]

@@ -36,6 +36,49 @@ public class PruningFitnessTests : TorchGuarded
         Assert.NotEqual(magnitude, nm.MaskFingerprint(Metrics.Resolve("abs(W)"), default));
     }
 
+    /// <summary>
+    /// Against a bar the child beats, a screen runs to its end and gives the value it gives without a bar, bit for bit;
+    /// against a bar it cannot beat, it stops early with a proven bound (at or above the bar, at most the true value) on
+    /// fewer tokens; with stages, a hopeless child stops at the first stage.
+    /// </summary>
+    [Fact]
+    public void A_screen_stops_only_when_the_child_cannot_get_under_the_bar()
+    {
+        var s = TinyInputs.Setup();
+        using var backend = new CpuBackend();
+        using var session = new PruneSession(TinyInputs.Session(s), TextWriter.Null);
+        // 32 windows of 32 tokens, 8 per forward: the bound is tested after windows 8, 16 and 24.
+        Assert.Equal(8, Perplexity.WindowBatch(session.Model.Config, 32));
+        var fit = new PruningFitness(session, PruneTarget.Unstructured(0.5), backend, screenWindows: 32);
+        var wanda = Metrics.Wanda;
+        var plain = fit.Screen(wanda, default);
+        Assert.True(plain.Valid && plain.Cut is null);
+        Assert.Equal(32L * 32, plain.Tokens);
+        double p = plain.Perplexity;
+
+        var above = fit.Screen(wanda, p * (1 + 1e-9), default);
+        Assert.Null(above.Cut);
+        Assert.Equal(p, above.Perplexity);                                   // other window order, same value
+        Assert.Equal(p, fit.Screen(wanda, p, default).Perplexity);           // at the bar exactly: not proven, evaluated in full
+
+        var below = fit.Screen(wanda, Math.Sqrt(p), default);
+        var cut = Assert.IsType<Search.ScreenCut>(below.Cut);
+        Assert.Equal(Search.CutKind.Bound, cut.Kind);
+        Assert.True(below.Valid && double.IsNaN(below.Perplexity));
+        Assert.InRange(cut.Bound, Math.Sqrt(p), p);
+        Assert.True(cut.WindowsSeen < 32 && below.Tokens == cut.WindowsSeen * 32L, $"{cut.WindowsSeen} windows, {below.Tokens} tokens");
+
+        // Staged: the same value when it passes; a child far above the bar stops at the first stage's estimate, where
+        // the bound cannot stop it yet (half the windows hold about half the NLL, short of ln(bar) over all).
+        var staged = new PruningFitness(session, PruneTarget.Unstructured(0.5), backend, screenWindows: 32, stages: [8, 32]);
+        Assert.Equal(p, staged.Screen(wanda, p * 2, default).Perplexity);
+        var bad = staged.Screen(wanda, Math.Sqrt(p) * 1.5, default);
+        Assert.Equal(Search.CutKind.Stage, bad.Cut?.Kind);
+        Assert.Equal(8, bad.Cut!.WindowsSeen);
+        Assert.Contains("stages=8,32", staged.Protocol);
+        Assert.DoesNotContain("stages", fit.Protocol);
+    }
+
     /// <summary>Counts the scoring calls of the CPU back end.</summary>
     sealed class CountingBackend : IMetricBackend
     {

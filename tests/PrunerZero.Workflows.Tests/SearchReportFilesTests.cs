@@ -76,6 +76,7 @@ public sealed class SearchReportFilesTests : TorchGuarded
         Assert.True(r.SameMask > 0, "the synthetic search makes same-mask candidates (monotone transforms)");
         var md = File.ReadAllText(r.Files["report-md"]);
         Assert.Contains($"Same mask: {r.SameMask} of {r.Evaluations} candidates", md);
-        Assert.EndsWith($",{r.SameMask}", File.ReadAllLines(r.Files["history"])[^1]);
+        Assert.EndsWith($",{r.SameMask},{r.Cut}", File.ReadAllLines(r.Files["history"])[^1]);   // same_mask, cut
+        Assert.Contains($"Early stops: {r.Cut} of {r.Evaluations} candidates", md);
     }
 }
