@@ -37,7 +37,7 @@ public class WorkerJobTests : TorchGuarded
     }
 
     [Fact]
-    public void A_cut_screen_travels_from_the_worker_with_its_bound_windows_and_tokens()
+    public async Task A_cut_screen_travels_from_the_worker_with_its_bound_windows_and_tokens()
     {
         var fitness = new BarFitness();
         var worker = new WorkerService("w", "p", "cpu", TextWriter.Null);
@@ -51,7 +51,7 @@ public class WorkerJobTests : TorchGuarded
         var whole = Finish(worker, b).Result();
         var full = Finish(worker, c).Result();
         stop.Cancel();
-        serve.Wait();
+        await serve;
 
         Assert.Equal([180.5, double.PositiveInfinity], fitness.Bars);
         Assert.Equal(new ScreenCut(CutKind.Bound, 180.5 * 1.5, 180.5, 3, 16), cut.Cut);
