@@ -137,6 +137,8 @@ public sealed class PruningFitness(PruneSession session, PruneTarget target, IMe
     ScreenPlan Plan()
     {
         if (_plan is not null) return _plan;
+        if (stages is { Count: > 1 } && stages[^1] != _screenStarts.Length)
+            throw new PrunerZeroException($"{UserError.P("stages")} ends at {stages[^1]} windows, but the text has only {_screenStarts.Length} windows of {session.Seqlen} tokens for {UserError.P("screen_windows")} {screenWindows}");
         session.RestoreDense();
         var dense = Perplexity.WindowNll(session.Model, session.EvalTokens, session.Seqlen, _screenStarts, null);
         return _plan = new ScreenPlan(dense, session.Seqlen - 1, stages);
