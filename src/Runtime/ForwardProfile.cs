@@ -44,11 +44,7 @@ public sealed record ForwardProfile(
             for (int i = 0; i < starts.Count; i += batch)
             {
                 using var scope = NewDisposeScope();
-                int k = Math.Min(batch, starts.Count - i);
-                var ids = new long[k * seqlen];
-                for (int w = 0; w < k; w++)
-                    for (int j = 0; j < seqlen; j++) ids[w * seqlen + j] = tokens[starts[i + w] + j];
-                model.HiddenStates(tensor(ids, [k, seqlen]));
+                model.HiddenStates(Perplexity.WindowIds(tokens, seqlen, starts, [.. Enumerable.Range(i, Math.Min(batch, starts.Count - i))]));
             }
         double headShare = 1 - stack.Elapsed.TotalSeconds / full;
         return new ForwardProfile(get_num_threads(), n, rates, headShare, MatmulFlopsPerToken(model.Config, seqlen), GemmRate());

@@ -75,6 +75,18 @@ public static class Perplexity
         return sum;
     }
 
+    /// <summary>The token ids (B, seqlen) of the windows at <paramref name="starts"/>[w] for each w of <paramref name="windows"/>, in that order.</summary>
+    public static Tensor WindowIds(int[] tokens, int seqlen, IReadOnlyList<long> starts, IReadOnlyList<int> windows)
+    {
+        var ids = new long[windows.Count * seqlen];
+        for (int i = 0; i < windows.Count; i++)
+        {
+            int start = checked((int)starts[windows[i]]);
+            for (int j = 0; j < seqlen; j++) ids[i * seqlen + j] = tokens[start + j];
+        }
+        return tensor(ids, [windows.Count, seqlen]);
+    }
+
     public static void CheckSeqlen(LlamaModel model, int seqlen)
     {
         if (seqlen > model.Config.MaxPositionEmbeddings)
@@ -115,13 +127,7 @@ public static class Perplexity
                 int n = Math.Min(b, order.Count - seen);
                 using (var scope = NewDisposeScope())
                 {
-                    var ids = new long[n * seqlen];
-                    for (int i = 0; i < n; i++)
-                    {
-                        int start = checked((int)starts[order[seen + i]]);
-                        for (int j = 0; j < seqlen; j++) ids[i * seqlen + j] = tokens[start + j];
-                    }
-                    var idt = tensor(ids, [n, seqlen]);
+                    var idt = WindowIds(tokens, seqlen, starts, order.Skip(seen).Take(n).ToArray());
                     var logits = model.Forward(idt);
                     for (int i = 0; i < n; i++)
                     {
