@@ -30,8 +30,17 @@
 //    By default glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
 //    which tensors of up to 32 MiB come from the heap arenas, where freed memory stays with the process: on a
 //    LLaMA-7B-shaped model the G pass kept about 1 GB more resident than it used. Fixed at 1 MiB, every
-//    tensor above that is its own mapping, returned to the system when freed, at no measured cost in speed.
+//    tensor above that is its own mapping, returned to the system when freed.
 //    A MALLOC_MMAP_THRESHOLD_ set by the user wins.
+//
+// 4. Evaluation forwards reuse heap memory (pz_heap_reuse_begin / pz_heap_reuse_end).
+//    A mapping is fresh zeroed pages: every activation above 1 MiB costs a page fault per 4 KiB each time it is
+//    allocated. On the embedded model that was half of the evaluation forward (logits 16 MiB, log-softmax 4 MiB per
+//    window, 2.3x slower; `prunerzero bench`). Inside a begin/end pair the threshold is glibc's largest, 32 MiB, and
+//    the trim threshold 1 GiB (else freeing the block at the heap's top hands its pages back at once and the next
+//    batch faults them in again), so those blocks are reused; the last end puts back 1 MiB and 128 KiB and gives the heap's free pages back to
+//    the system (malloc_trim), so what a forward held is not kept after it. A forward's working set is bounded by
+//    its window batch (Perplexity.WindowBatch), so this adds at most that to the peak.
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -131,8 +140,43 @@ namespace std {
 __attribute__((visibility("default"))) void ios_base_library_init() {}
 }
 
+namespace {
+constexpr int kMappedAbove = 1 << 20;       // the threshold outside evaluation forwards
+constexpr int kReusedBelow = 32 << 20;      // glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
+constexpr int kTrimAbove = 128 << 10;       // glibc's default trim threshold (fixed once the mmap threshold is set)
+constexpr int kKeptInScope = 1 << 30;       // a freed block at the top of the heap stays for the next batch
+std::mutex heap_lock;
+int heap_users = 0;
+bool user_threshold() { return getenv("MALLOC_MMAP_THRESHOLD_") != nullptr; }
+}  // namespace
+
 __attribute__((constructor)) static void fix_mmap_threshold() {
-  if (getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  if (!user_threshold()) mallopt(M_MMAP_THRESHOLD, kMappedAbove);
+}
+
+// Returns the threshold now in force for the caller's scope (0 when the user's MALLOC_MMAP_THRESHOLD_ is kept).
+extern "C" __attribute__((visibility("default"))) int pz_heap_reuse_begin(void) {
+  if (user_threshold()) return 0;
+  std::lock_guard<std::mutex> guard(heap_lock);
+  if (heap_users++ == 0 && (mallopt(M_MMAP_THRESHOLD, kReusedBelow) != 1 || mallopt(M_TRIM_THRESHOLD, kKeptInScope) != 1)) {
+    fprintf(stderr, "libpz_torch_compat: mallopt refused the evaluation heap settings\n");
+    abort();
+  }
+  return kReusedBelow;
+}
+
+extern "C" __attribute__((visibility("default"))) void pz_heap_reuse_end(void) {
+  if (user_threshold()) return;
+  std::lock_guard<std::mutex> guard(heap_lock);
+  if (heap_users == 0) {
+    fprintf(stderr, "libpz_torch_compat: pz_heap_reuse_end without a begin\n");
+    abort();
+  }
+  if (--heap_users == 0) {
+    mallopt(M_MMAP_THRESHOLD, kMappedAbove);
+    mallopt(M_TRIM_THRESHOLD, kTrimAbove);
+    malloc_trim(0);
+  }
 }
 
 extern "C" __attribute__((visibility("default"))) void THSTorch_dispose_scalar(void* scalar) {

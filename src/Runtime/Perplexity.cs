@@ -121,6 +121,7 @@ public static class Perplexity
         double sum = 0;
         int seen = 0;
         using (Nvtx.Range("evaluation"))
+        using (NativeHeap.ReuseForForward())
         using (no_grad())
             while (seen < order.Count)
             {
@@ -149,6 +150,7 @@ public static class Perplexity
         double sumNll = 0;
         long count = 0;
         using (Nvtx.Range("evaluation"))
+        using (NativeHeap.ReuseForForward())
         using (no_grad())
             foreach (var w in windows)
             {

@@ -140,6 +140,31 @@ public class MallocThresholdTests : TorchGuarded
         finally { foreach (var p in held) Free(p); }
     }
 
+    [Fact]
+    public void InsideForwardScopesBlocksUpTo32MibComeFromTheHeapAndAfterThemAreMappedAgain()
+    {
+        Assert.Null(Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_"));
+        using (var t = ones(4)) using (var sum = t.sum()) Assert.Equal(4f, sum.item<float>());
+        var held = new List<nint>();
+        try
+        {
+            using (NativeHeap.ReuseForForward())
+            {
+                using (NativeHeap.ReuseForForward()) { }   // an inner scope's end keeps the outer one's threshold
+                nint inside = Malloc(16 << 20), above = Malloc(40 << 20);
+                held.Add(inside);
+                held.Add(above);
+                Assert.False(Mmapped(inside), "a 16 MiB block inside a forward scope was mapped");
+                Assert.True(Mmapped(above), "a 40 MiB block inside a forward scope came from the heap");
+            }
+            Assert.True(TakeUntilMapped(4 << 20, held) != 0, "4 MiB blocks after the scope came from the heap: the 1 MiB threshold is not back");
+            nint next = Malloc(4 << 20);
+            held.Add(next);
+            Assert.True(Mmapped(next), "a 4 MiB block after the scope came from the heap");
+        }
+        finally { foreach (var p in held) Free(p); }
+    }
+
     /// <summary>Allocates blocks of <paramref name="size"/> (kept in <paramref name="held"/>) until one is mapped; 0 when none of 256 is.</summary>
     static nint TakeUntilMapped(nuint size, List<nint> held)
     {
