@@ -154,15 +154,14 @@ __attribute__((constructor)) static void fix_mmap_threshold() {
   if (!user_threshold()) mallopt(M_MMAP_THRESHOLD, kMappedAbove);
 }
 
-// Returns the threshold now in force for the caller's scope (0 when the user's MALLOC_MMAP_THRESHOLD_ is kept).
-extern "C" __attribute__((visibility("default"))) int pz_heap_reuse_begin(void) {
-  if (user_threshold()) return 0;
+// A user's MALLOC_MMAP_THRESHOLD_ is kept: begin and end then change nothing.
+extern "C" __attribute__((visibility("default"))) void pz_heap_reuse_begin(void) {
+  if (user_threshold()) return;
   std::lock_guard<std::mutex> guard(heap_lock);
   if (heap_users++ == 0 && (mallopt(M_MMAP_THRESHOLD, kReusedBelow) != 1 || mallopt(M_TRIM_THRESHOLD, kKeptInScope) != 1)) {
     fprintf(stderr, "libpz_torch_compat: mallopt refused the evaluation heap settings\n");
     abort();
   }
-  return kReusedBelow;
 }
 
 extern "C" __attribute__((visibility("default"))) void pz_heap_reuse_end(void) {

@@ -11,7 +11,7 @@ namespace PrunerZero.Runtime;
 /// </summary>
 public static class NativeHeap
 {
-    [DllImport("libpz_torch_compat.so")] static extern int pz_heap_reuse_begin();
+    [DllImport("libpz_torch_compat.so")] static extern void pz_heap_reuse_begin();
     [DllImport("libpz_torch_compat.so")] static extern void pz_heap_reuse_end();
 
     static NativeHeap()
